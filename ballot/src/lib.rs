@@ -1,0 +1,17 @@
+//! The contract between the voting services: what a ballot is, where it is
+//! queued, which options exist, how Postgres stores and counts votes, and the
+//! settings every service shares.
+
+pub mod config;
+pub mod healthcheck;
+pub mod options;
+pub mod queue;
+pub mod schema;
+pub mod telemetry;
+
+mod ballot;
+mod tally;
+
+pub use ballot::{now_micros, Ballot, Poison};
+pub use options::{VoteOption, VoteOptions};
+pub use tally::Tally;

@@ -1,0 +1,20 @@
+//! Redis key names shared by the vote service and the worker.
+
+/// The list the vote service RPUSHes ballots onto (the reference's key).
+pub const VOTES: &str = "votes";
+
+/// Entries that can never be counted, kept verbatim for inspection.
+pub const DEAD_LETTERS: &str = "votes:dead";
+
+/// A worker's in-flight ballots: `votes:processing:<worker id>`.
+pub fn processing_list(worker_id: &str) -> String {
+    format!("{PROCESSING_PREFIX}{worker_id}")
+}
+
+/// A worker's liveness key, with a TTL: `votes:worker:<worker id>`.
+pub fn heartbeat_key(worker_id: &str) -> String {
+    format!("{HEARTBEAT_PREFIX}{worker_id}")
+}
+
+pub const PROCESSING_PREFIX: &str = "votes:processing:";
+pub const HEARTBEAT_PREFIX: &str = "votes:worker:";

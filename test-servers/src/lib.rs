@@ -1,0 +1,18 @@
+//! Throwaway **real** Redis and PostgreSQL servers for tests.
+//!
+//! Each server runs from the binaries installed on the machine, in its own
+//! temporary directory, on a free loopback port. `shared()` gives one server
+//! per test binary (isolate tests with `fresh_db_url`/`fresh_database`);
+//! `start()` gives a private one for tests that stop and restart it.
+//! Servers die with the test process, even when it is killed.
+//! `Browser` drives headless Chromium through chromedriver for page tests.
+
+mod browser;
+mod postgres;
+mod process;
+mod redis;
+
+pub use browser::Browser;
+pub use postgres::Postgres;
+pub use process::free_port;
+pub use redis::Redis;

@@ -1,0 +1,236 @@
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use tempfile::TempDir;
+
+use crate::process::{self, find_binary, free_port, port_open, spawn, wait_until};
+
+/// A PostgreSQL server in a temp dir, trusting local connections as
+/// `postgres`. Durability is traded for speed (fsync off): it is thrown away.
+pub struct Postgres {
+    port: u16,
+    dir: TempDir,
+    bin: PathBuf,
+    owner: Option<(u32, u32)>,
+    process: Mutex<Option<Child>>,
+    next_db: AtomicU32,
+}
+
+impl Postgres {
+    pub fn start() -> Postgres {
+        // Resolve links: the other tools live beside the real initdb.
+        let initdb = find_binary("initdb", &installed_bin_dirs(), "postgresql");
+        let bin = std::fs::canonicalize(&initdb)
+            .unwrap_or(initdb)
+            .parent()
+            .expect("initdb has a directory")
+            .to_path_buf();
+        let dir = tempfile::Builder::new()
+            .prefix("test-postgres-")
+            .tempdir()
+            .expect("temp dir");
+        // Postgres refuses to run as root: hand its directory to `postgres`.
+        let owner = running_as_root().then(postgres_user);
+        if let Some((uid, gid)) = owner {
+            std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid)).expect("chown data dir");
+        }
+        let pg = Postgres {
+            port: free_port(),
+            dir,
+            bin,
+            owner,
+            process: Mutex::new(None),
+            next_db: AtomicU32::new(1),
+        };
+        let status = pg
+            .command("initdb")
+            .args(["-D", &pg.data().to_string_lossy()])
+            .args([
+                "-U",
+                "postgres",
+                "-A",
+                "trust",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--no-sync",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .output()
+            .expect("run initdb");
+        assert!(
+            status.status.success(),
+            "initdb failed: {}",
+            String::from_utf8_lossy(&status.stderr)
+        );
+        pg.resume();
+        pg
+    }
+
+    /// One server for the whole test binary, stopped when it exits.
+    pub fn shared() -> &'static Postgres {
+        static SHARED: OnceLock<Postgres> = OnceLock::new();
+        extern "C" fn cleanup() {
+            if let Some(pg) = SHARED.get() {
+                pg.kill();
+                process::remove_dir(pg.dir.path());
+            }
+        }
+        SHARED.get_or_init(|| {
+            process::at_exit(cleanup);
+            Postgres::start()
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// URL of the `postgres` database.
+    pub fn url(&self) -> String {
+        self.db_url("postgres")
+    }
+
+    pub fn db_url(&self, database: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
+    }
+
+    /// Creates an empty database no other caller gets and returns its URL.
+    pub fn fresh_database(&self) -> String {
+        let name = format!("test_{}", self.next_db.fetch_add(1, Ordering::Relaxed));
+        let output = self
+            .command("createdb")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+            ])
+            .arg(&name)
+            .output()
+            .expect("run createdb");
+        assert!(
+            output.status.success(),
+            "createdb failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        self.db_url(&name)
+    }
+
+    /// Fast shutdown: open connections are cut, as when a database goes away.
+    pub fn stop(&self) {
+        if let Some(mut child) = self.process.lock().unwrap().take() {
+            process::stop(&mut child, libc::SIGINT);
+        }
+    }
+
+    /// Starts the server again on the same port with the same data.
+    pub fn resume(&self) {
+        let mut process = self.process.lock().unwrap();
+        if process.is_some() {
+            return;
+        }
+        let mut command = self.command("postgres");
+        command
+            .args(["-D", &self.data().to_string_lossy()])
+            .args([
+                "-p",
+                &self.port.to_string(),
+                "-k",
+                &self.dir.path().to_string_lossy(),
+            ])
+            .args([
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                "max_connections=300",
+            ])
+            .args(["-c", "fsync=off", "-c", "synchronous_commit=off"])
+            .args(["-c", "full_page_writes=off"])
+            .stdout(Stdio::null())
+            .stderr(
+                std::fs::File::create(self.dir.path().join("postgres.log"))
+                    .map_or(Stdio::null(), Stdio::from),
+            );
+        *process = Some(spawn(command, libc::SIGQUIT));
+        drop(process);
+        let port = self.port;
+        let log = self.dir.path().join("postgres.log");
+        wait_until("postgres", Duration::from_secs(30), &log, || {
+            port_open(port) && self.is_ready()
+        });
+    }
+
+    fn is_ready(&self) -> bool {
+        self.command("pg_isready")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+            ])
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
+    fn command(&self, program: &str) -> Command {
+        let mut command = Command::new(self.bin.join(program));
+        if let Some((uid, gid)) = self.owner {
+            command.uid(uid).gid(gid);
+        }
+        command.current_dir(self.dir.path());
+        command
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    fn kill(&self) {
+        if let Ok(mut process) = self.process.lock() {
+            if let Some(mut child) = process.take() {
+                process::stop(&mut child, libc::SIGQUIT);
+            }
+        }
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Debian keeps the server binaries off PATH.
+fn installed_bin_dirs() -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|entries| entries.flatten().map(|e| e.path().join("bin")).collect())
+        .unwrap_or_default();
+    dirs.sort();
+    dirs.reverse();
+    dirs
+}
+
+fn running_as_root() -> bool {
+    unsafe { libc::geteuid() == 0 }
+}
+
+fn postgres_user() -> (u32, u32) {
+    let name = c"postgres";
+    let entry = unsafe { libc::getpwnam(name.as_ptr()) };
+    assert!(
+        !entry.is_null(),
+        "running as root needs a `postgres` user: install it with `apt-get install postgresql`"
+    );
+    unsafe { ((*entry).pw_uid, (*entry).pw_gid) }
+}

@@ -1,0 +1,105 @@
+use std::io;
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::sync::mpsc::{channel, Sender};
+use std::sync::{Mutex, OnceLock};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind a loopback port")
+        .port()
+}
+
+type SpawnRequest = (Command, Sender<io::Result<Child>>);
+
+/// Starts `command` so that it receives `death_signal` when this process
+/// ends, however it ends. Linux sends that signal when the *thread* that
+/// spawned the child exits, so every child is spawned from one thread that
+/// lives as long as the process.
+pub fn spawn(mut command: Command, death_signal: libc::c_int) -> Child {
+    static SPAWNER: OnceLock<Mutex<Sender<SpawnRequest>>> = OnceLock::new();
+    let spawner = SPAWNER.get_or_init(|| {
+        let (tx, rx) = channel::<SpawnRequest>();
+        thread::Builder::new()
+            .name("test-servers-spawner".into())
+            .spawn(move || {
+                for (mut command, reply) in rx {
+                    let _ = reply.send(command.spawn());
+                }
+            })
+            .expect("start the spawner thread");
+        Mutex::new(tx)
+    });
+    unsafe {
+        command.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, death_signal) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let program = command.get_program().to_string_lossy().into_owned();
+    let (tx, rx) = channel();
+    spawner
+        .lock()
+        .unwrap()
+        .send((command, tx))
+        .expect("spawner alive");
+    rx.recv()
+        .expect("spawner alive")
+        .unwrap_or_else(|e| panic!("cannot start {program}: {e}"))
+}
+
+/// Finds `name` on PATH or in `extra_dirs`, or fails the test with one line
+/// saying what to install.
+pub fn find_binary(name: &str, extra_dirs: &[PathBuf], package: &str) -> PathBuf {
+    let path_dirs = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .unwrap_or_default();
+    path_dirs
+        .iter()
+        .chain(extra_dirs)
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file())
+        .unwrap_or_else(|| panic!("{name} not found: install it with `apt-get install {package}`"))
+}
+
+/// Polls `ready` until it holds, or fails the test after `limit` showing
+/// the end of the server's log.
+pub fn wait_until(what: &str, limit: Duration, log: &Path, mut ready: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !ready() {
+        if start.elapsed() > limit {
+            let log = std::fs::read_to_string(log).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(5).collect();
+            panic!("{what} not ready after {limit:?}; its log ends: {tail:?}");
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+pub fn port_open(port: u16) -> bool {
+    TcpStream::connect(("127.0.0.1", port)).is_ok()
+}
+
+/// Sends `signal` and waits for the process to exit.
+pub fn stop(child: &mut Child, signal: libc::c_int) {
+    unsafe { libc::kill(child.id() as libc::pid_t, signal) };
+    let _ = child.wait();
+}
+
+/// Process teardown for servers that live in statics (never dropped):
+/// registered once, run by `exit()` at the end of the test binary.
+pub fn at_exit(cleanup: extern "C" fn()) {
+    unsafe { libc::atexit(cleanup) };
+}
+
+pub fn remove_dir(dir: &Path) {
+    let _ = std::fs::remove_dir_all(dir);
+}

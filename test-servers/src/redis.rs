@@ -1,0 +1,129 @@
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use tempfile::TempDir;
+
+use crate::process::{self, find_binary, free_port, spawn, wait_until};
+
+/// Database numbers handed out by `fresh_db_url`; 0 is the default one.
+const DATABASES: u32 = 10_000;
+
+/// A `redis-server` in a temp dir. Data survives `stop`/`start` (it saves on
+/// shutdown), like a real server with persistence.
+pub struct Redis {
+    port: u16,
+    dir: TempDir,
+    process: Mutex<Option<Child>>,
+    next_db: AtomicU32,
+}
+
+impl Redis {
+    pub fn start() -> Redis {
+        let redis = Redis {
+            port: free_port(),
+            dir: tempfile::Builder::new()
+                .prefix("test-redis-")
+                .tempdir()
+                .expect("temp dir"),
+            process: Mutex::new(None),
+            next_db: AtomicU32::new(1),
+        };
+        redis.resume();
+        redis
+    }
+
+    /// One server for the whole test binary, stopped when it exits.
+    pub fn shared() -> &'static Redis {
+        static SHARED: OnceLock<Redis> = OnceLock::new();
+        extern "C" fn cleanup() {
+            if let Some(redis) = SHARED.get() {
+                redis.kill();
+                process::remove_dir(redis.dir.path());
+            }
+        }
+        SHARED.get_or_init(|| {
+            process::at_exit(cleanup);
+            Redis::start()
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// URL of database 0.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// URL of a database no other caller gets: isolates tests that share a server.
+    pub fn fresh_db_url(&self) -> String {
+        let db = self.next_db.fetch_add(1, Ordering::Relaxed);
+        assert!(db < DATABASES, "out of Redis databases");
+        format!("redis://127.0.0.1:{}/{db}", self.port)
+    }
+
+    /// Shuts the server down cleanly (saving its data); clients see it gone.
+    pub fn stop(&self) {
+        if let Some(mut child) = self.process.lock().unwrap().take() {
+            process::stop(&mut child, libc::SIGTERM);
+        }
+    }
+
+    /// Starts the server again on the same port with the same data.
+    pub fn resume(&self) {
+        let mut process = self.process.lock().unwrap();
+        if process.is_some() {
+            return;
+        }
+        let binary = find_binary("redis-server", &[], "redis-server");
+        let mut command = Command::new(binary);
+        command
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--dir", &self.dir.path().to_string_lossy()])
+            .args(["--save", "3600 1", "--appendonly", "no"])
+            .args(["--databases", &DATABASES.to_string()])
+            .args(["--protected-mode", "no", "--daemonize", "no"])
+            .args(["--logfile", &self.log().to_string_lossy()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        *process = Some(spawn(command, libc::SIGKILL));
+        let port = self.port;
+        wait_until("redis-server", Duration::from_secs(10), &self.log(), || {
+            ping(port)
+        });
+    }
+
+    fn kill(&self) {
+        if let Ok(mut process) = self.process.lock() {
+            if let Some(mut child) = process.take() {
+                process::stop(&mut child, libc::SIGKILL);
+            }
+        }
+    }
+
+    fn log(&self) -> PathBuf {
+        self.dir.path().join("redis.log")
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn ping(port: u16) -> bool {
+    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let mut reply = [0u8; 7];
+    stream.write_all(b"PING\r\n").is_ok()
+        && stream.read_exact(&mut reply).is_ok()
+        && &reply == b"+PONG\r\n"
+}

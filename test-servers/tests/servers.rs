@@ -1,0 +1,66 @@
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::Command;
+
+use test_servers::{Postgres, Redis};
+
+fn redis_cmd(port: u16, cmd: &str) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.write_all(cmd.as_bytes()).unwrap();
+    let mut buf = [0u8; 64];
+    let n = s.read(&mut buf).unwrap();
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+#[test]
+fn redis_keeps_data_across_restart() {
+    let redis = Redis::start();
+    assert_eq!(redis_cmd(redis.port(), "SET k v\r\n"), "+OK\r\n");
+    redis.stop();
+    assert!(TcpStream::connect(("127.0.0.1", redis.port())).is_err());
+    redis.resume();
+    assert_eq!(redis_cmd(redis.port(), "GET k\r\n"), "$1\r\nv\r\n");
+}
+
+#[test]
+fn shared_redis_hands_out_distinct_databases() {
+    let redis = Redis::shared();
+    assert_ne!(redis.fresh_db_url(), redis.fresh_db_url());
+}
+
+#[test]
+fn postgres_restarts_and_creates_databases() {
+    let pg = Postgres::start();
+    let url = pg.fresh_database();
+    let psql = |sql: &str| {
+        Command::new("psql")
+            .args([&url, "-tAc", sql])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    if psql("SELECT 1").is_err() {
+        return; // psql is not required by the harness itself
+    }
+    psql("CREATE TABLE t AS SELECT 7 AS x").unwrap();
+    pg.stop();
+    pg.resume();
+    assert_eq!(psql("SELECT x FROM t").unwrap(), "7");
+}
+
+#[tokio::test]
+async fn browser_renders_a_page() {
+    let browser = test_servers::Browser::start();
+    let page = browser.session(390, 844).await;
+    page.goto("data:text/html,<h1 id=t>hello</h1>")
+        .await
+        .unwrap();
+    let text = page
+        .find(fantoccini::Locator::Css("#t"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(text, "hello");
+    page.close().await.unwrap();
+}
