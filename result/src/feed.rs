@@ -1,0 +1,140 @@
+//! The one Postgres connection behind every page and socket: it LISTENs for
+//! the trigger's notifications, re-reads the per-option tallies, and
+//! publishes each new tally once, serialized, through a watch channel.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ballot::schema::{migrate, read_tally, TALLY_CHANNEL};
+use ballot::{Tally, VoteOptions};
+use futures_util::future::poll_fn;
+use tokio::sync::{watch, Notify};
+use tokio::time::{sleep, sleep_until, timeout, Instant};
+use tokio_postgres::{AsyncMessage, NoTls};
+
+/// Bursts of notifications collapse into at most one read per interval,
+/// so clients see at most 20 updates a second however fast votes arrive.
+const MIN_READ_INTERVAL: Duration = Duration::from_millis(50);
+/// Re-read even without a notification, in case one was missed.
+const REFRESH_INTERVAL: Duration = Duration::from_secs(3);
+/// A query or connect that takes longer than this means Postgres is gone.
+const DATABASE_TIMEOUT: Duration = Duration::from_secs(5);
+const FIRST_RETRY: Duration = Duration::from_millis(100);
+const LAST_RETRY: Duration = Duration::from_secs(5);
+
+/// A tally as every client receives it, serialized once for all of them.
+#[derive(Debug)]
+pub struct Published {
+    pub tally: Tally,
+    pub json: String,
+}
+
+/// What the page, `/api/tally`, `/readyz` and every socket show.
+#[derive(Clone, Debug, Default)]
+pub struct Feed {
+    /// The latest tally read; kept while Postgres is away.
+    pub latest: Option<Arc<Published>>,
+    /// True while Postgres answers and `latest` is current.
+    pub live: bool,
+}
+
+/// Keeps `feed` current until the task is dropped; never gives up.
+pub async fn run(db: tokio_postgres::Config, options: VoteOptions, feed: watch::Sender<Feed>) {
+    let mut retry = FIRST_RETRY;
+    let mut reported_down = false;
+    loop {
+        let error = follow(&db, &options, &feed).await;
+        let was_live = feed.send_if_modified(|f| std::mem::replace(&mut f.live, false));
+        if was_live {
+            retry = FIRST_RETRY;
+            reported_down = false;
+        }
+        if !reported_down {
+            tracing::warn!(%error, "postgres unavailable; retrying with backoff");
+            reported_down = true;
+        } else {
+            tracing::debug!(%error, ?retry, "postgres still unavailable");
+        }
+        sleep(retry).await;
+        retry = (retry * 2).min(LAST_RETRY);
+    }
+}
+
+/// One connection's life: publishes tallies until the connection fails.
+async fn follow(
+    db: &tokio_postgres::Config,
+    options: &VoteOptions,
+    feed: &watch::Sender<Feed>,
+) -> anyhow::Error {
+    let (client, mut connection) = match timeout(DATABASE_TIMEOUT, db.connect(NoTls)).await {
+        Ok(Ok(pair)) => pair,
+        Ok(Err(e)) => return e.into(),
+        Err(_) => return anyhow::anyhow!("connecting timed out"),
+    };
+    let notified = Notify::new();
+    // Queries only make progress while the connection is polled, so both run
+    // side by side; notify_one keeps one permit, which coalesces a burst.
+    let receive = async {
+        loop {
+            match poll_fn(|cx| connection.poll_message(cx)).await {
+                Some(Ok(AsyncMessage::Notification(_))) => notified.notify_one(),
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return anyhow::Error::from(e),
+                None => return anyhow::anyhow!("connection closed"),
+            }
+        }
+    };
+    tokio::select! {
+        error = receive => error,
+        result = keep_publishing(&client, options, feed, &notified) => {
+            let Err(error) = result;
+            error
+        }
+    }
+}
+
+/// Sets up the schema and LISTEN, then re-reads the tally after every
+/// notification (at most once per interval) and every refresh interval.
+async fn keep_publishing(
+    client: &tokio_postgres::Client,
+    options: &VoteOptions,
+    feed: &watch::Sender<Feed>,
+    notified: &Notify,
+) -> anyhow::Result<Infallible> {
+    within_timeout(migrate(client)).await?;
+    within_timeout(client.batch_execute(&format!("LISTEN {TALLY_CHANNEL}"))).await?;
+    tracing::info!("following tallies in postgres");
+    loop {
+        let tally = within_timeout(read_tally(client, options)).await?;
+        publish(feed, tally);
+        let next_read = Instant::now() + MIN_READ_INTERVAL;
+        let _ = timeout(REFRESH_INTERVAL, notified.notified()).await;
+        sleep_until(next_read).await;
+    }
+}
+
+async fn within_timeout<T>(
+    query: impl std::future::Future<Output = Result<T, tokio_postgres::Error>>,
+) -> anyhow::Result<T> {
+    match timeout(DATABASE_TIMEOUT, query).await {
+        Ok(result) => Ok(result?),
+        Err(_) => anyhow::bail!("query timed out"),
+    }
+}
+
+/// Wakes the clients only when the tally moved or the feed came back.
+fn publish(feed: &watch::Sender<Feed>, tally: Tally) {
+    feed.send_if_modified(|f| {
+        let unchanged = f.latest.as_ref().is_some_and(|p| p.tally == tally);
+        if unchanged && f.live {
+            return false;
+        }
+        if !unchanged {
+            let json = serde_json::to_string(&tally).expect("a tally always serializes");
+            f.latest = Some(Arc::new(Published { tally, json }));
+        }
+        f.live = true;
+        true
+    });
+}

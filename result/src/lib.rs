@@ -1,0 +1,63 @@
+//! The result service: shows the tally and pushes every change to the
+//! browser over a websocket.
+
+mod feed;
+mod page;
+mod routes;
+mod share;
+
+use ballot::config::DatabaseArgs;
+use ballot::options::OptionArgs;
+use clap::{Parser, Subcommand};
+use rocket::fairing::AdHoc;
+use tokio::sync::watch;
+
+pub use feed::{Feed, Published};
+pub use share::{percentages, total_text};
+
+#[derive(Parser, Clone, Debug)]
+#[command(name = "result", about = "Live results of the vote")]
+pub struct Config {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    /// Port the results page listens on (all interfaces).
+    #[arg(long, env = "PORT", default_value_t = 5001)]
+    pub port: u16,
+    #[command(flatten)]
+    pub options: OptionArgs,
+}
+
+#[derive(Subcommand, Clone, Debug)]
+pub enum Command {
+    /// Exit 0 if the service on PORT answers /healthz (for container healthchecks).
+    Healthcheck,
+}
+
+/// The service, ready to launch on 0.0.0.0:PORT. The tally feed starts at
+/// liftoff and stops at shutdown.
+pub fn rocket(config: Config) -> rocket::Rocket<rocket::Build> {
+    let options = config.options.options();
+    let (sender, receiver) = watch::channel(Feed::default());
+    let db = config.database.pg_config();
+    let feed_options = options.clone();
+    let figment = rocket::Config::figment()
+        .merge(("address", "0.0.0.0"))
+        .merge(("port", config.port));
+    rocket::custom(figment)
+        .manage(receiver)
+        .manage(options)
+        .mount("/", routes::all())
+        .attach(AdHoc::on_liftoff("tally feed", move |rocket| {
+            let shutdown = rocket.shutdown();
+            Box::pin(async move {
+                tokio::spawn(async move {
+                    tokio::select! {
+                        _ = feed::run(db, feed_options, sender) => {}
+                        _ = shutdown => {}
+                    }
+                });
+            })
+        }))
+}

@@ -1,0 +1,145 @@
+//! HTTP: the page and its assets, the tally as JSON and over a websocket,
+//! and the health endpoints.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use askama::Template;
+use ballot::VoteOptions;
+use futures_util::{SinkExt, StreamExt};
+use rocket::http::{ContentType, Status};
+use rocket::response::content::RawHtml;
+use rocket::{get, routes, Route, Shutdown, State};
+use rocket_ws::frame::{CloseCode, CloseFrame};
+use rocket_ws::stream::DuplexStream;
+use rocket_ws::{Channel, Message, WebSocket};
+use tokio::sync::watch;
+use tokio::time::timeout;
+
+use crate::feed::{Feed, Published};
+use crate::page::ResultsPage;
+
+/// A client that cannot take a message within this long is dropped, so
+/// it never holds anything up.
+const SEND_TIMEOUT: Duration = Duration::from_secs(5);
+/// Clients only ever send close frames; anything large is not ours.
+const MAX_CLIENT_MESSAGE: usize = 4096;
+
+type Unavailable = (Status, &'static str);
+const DATABASE_DOWN: Unavailable = (Status::ServiceUnavailable, "database unavailable\n");
+
+pub fn all() -> Vec<Route> {
+    routes![page, script, style, tally, socket, healthz, readyz]
+}
+
+#[get("/")]
+fn page(feed: &State<watch::Receiver<Feed>>, options: &State<VoteOptions>) -> RawHtml<String> {
+    let feed = feed.borrow().clone();
+    let tally = feed.latest.as_ref().map(|p| &p.tally);
+    let page = ResultsPage::new(options, tally, feed.live);
+    RawHtml(page.render().expect("the results page renders"))
+}
+
+#[get("/result.js")]
+fn script() -> (ContentType, &'static str) {
+    (ContentType::JavaScript, include_str!("../static/result.js"))
+}
+
+#[get("/result.css")]
+fn style() -> (ContentType, &'static str) {
+    (ContentType::CSS, include_str!("../static/result.css"))
+}
+
+#[get("/api/tally")]
+fn tally(feed: &State<watch::Receiver<Feed>>) -> Result<(ContentType, String), Unavailable> {
+    let latest = current(feed).ok_or(DATABASE_DOWN)?;
+    Ok((ContentType::JSON, latest.json.clone()))
+}
+
+/// While Postgres is away the upgrade is refused, so browsers show
+/// "reconnecting" and retry.
+#[get("/ws")]
+fn socket(
+    ws: WebSocket,
+    feed: &State<watch::Receiver<Feed>>,
+    shutdown: Shutdown,
+) -> Result<Channel<'static>, Unavailable> {
+    current(feed).ok_or(DATABASE_DOWN)?;
+    let feed = feed.inner().clone();
+    let config = rocket_ws::Config {
+        max_message_size: Some(MAX_CLIENT_MESSAGE),
+        max_frame_size: Some(MAX_CLIENT_MESSAGE),
+        ..Default::default()
+    };
+    Ok(ws
+        .config(config)
+        .channel(move |stream| Box::pin(stream_tallies(stream, feed, shutdown))))
+}
+
+#[get("/healthz")]
+fn healthz() -> &'static str {
+    "ok\n"
+}
+
+#[get("/readyz")]
+fn readyz(feed: &State<watch::Receiver<Feed>>) -> Result<&'static str, Unavailable> {
+    current(feed).ok_or(DATABASE_DOWN)?;
+    Ok("ready\n")
+}
+
+/// The latest tally, if Postgres answers.
+fn current(feed: &watch::Receiver<Feed>) -> Option<Arc<Published>> {
+    let feed = feed.borrow();
+    feed.live.then(|| feed.latest.clone()).flatten()
+}
+
+/// Sends the current tally, then each new one. The watch channel holds only
+/// the latest value, so a slow client skips stale tallies instead of
+/// queueing them; one that stops reading is dropped after SEND_TIMEOUT.
+async fn stream_tallies(
+    stream: DuplexStream,
+    mut feed: watch::Receiver<Feed>,
+    mut shutdown: Shutdown,
+) -> rocket_ws::result::Result<()> {
+    let (mut sink, mut incoming) = stream.split();
+    let mut sent: Option<Arc<Published>> = None;
+    loop {
+        let now = feed.borrow_and_update().clone();
+        let Some(latest) = now.latest.filter(|_| now.live) else {
+            return close(sink, CloseCode::Again, "database unavailable").await;
+        };
+        if !sent.as_ref().is_some_and(|s| Arc::ptr_eq(s, &latest)) {
+            let message = Message::Text(latest.json.clone());
+            match timeout(SEND_TIMEOUT, sink.send(message)).await {
+                Ok(result) => result?,
+                Err(_) => return Ok(()),
+            }
+            sent = Some(latest);
+        }
+        tokio::select! {
+            changed = feed.changed() => {
+                if changed.is_err() {
+                    return close(sink, CloseCode::Away, "shutting down").await;
+                }
+            }
+            message = incoming.next() => match message {
+                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return Ok(()),
+                Some(Ok(_)) => {}
+            },
+            _ = &mut shutdown => return close(sink, CloseCode::Away, "shutting down").await,
+        }
+    }
+}
+
+async fn close(
+    mut sink: futures_util::stream::SplitSink<DuplexStream, Message>,
+    code: CloseCode,
+    reason: &'static str,
+) -> rocket_ws::result::Result<()> {
+    let frame = CloseFrame {
+        code,
+        reason: reason.into(),
+    };
+    let _ = timeout(SEND_TIMEOUT, sink.send(Message::Close(Some(frame)))).await;
+    Ok(())
+}

@@ -1,0 +1,90 @@
+//! How the page splits 100% between the options.
+
+/// Whole percentages, one per count, that always sum to 100 (largest
+/// remainder method: floor every share, then hand the missing points to the
+/// largest fractions, earlier options first on ties). With nothing counted
+/// yet the options split evenly, so two options show 50/50.
+pub fn percentages(counts: &[i64]) -> Vec<u32> {
+    let total: i64 = counts.iter().map(|&c| c.max(0)).sum();
+    let weights: Vec<i64> = if total == 0 {
+        vec![1; counts.len()]
+    } else {
+        counts.iter().map(|&c| c.max(0)).collect()
+    };
+    let total: i64 = weights.iter().sum();
+    if total == 0 {
+        return Vec::new();
+    }
+    let mut shares: Vec<u32> = weights.iter().map(|w| (w * 100 / total) as u32).collect();
+    let missing = 100 - shares.iter().sum::<u32>() as usize;
+    let mut by_remainder: Vec<usize> = (0..weights.len()).collect();
+    // A stable sort keeps option order among equal remainders.
+    by_remainder.sort_by_key(|&i| std::cmp::Reverse(weights[i] * 100 % total));
+    for &i in by_remainder.iter().take(missing) {
+        shares[i] += 1;
+    }
+    shares
+}
+
+/// "No votes yet", "1 vote", "N votes".
+pub fn total_text(total: i64) -> String {
+    match total {
+        0 => "No votes yet".to_string(),
+        1 => "1 vote".to_string(),
+        n => format!("{n} votes"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nothing_counted_splits_evenly() {
+        assert_eq!(percentages(&[0, 0]), [50, 50]);
+        assert_eq!(percentages(&[0, 0, 0]), [34, 33, 33]);
+    }
+
+    #[test]
+    fn awkward_counts_still_sum_to_100() {
+        assert_eq!(percentages(&[1, 1, 1]), [34, 33, 33]);
+        assert_eq!(percentages(&[2, 1]), [67, 33]);
+        assert_eq!(percentages(&[1, 2]), [33, 67]);
+        assert_eq!(percentages(&[1, 0]), [100, 0]);
+        assert_eq!(percentages(&[1, 998, 1]), [0, 100, 0]);
+        assert_eq!(
+            percentages(&[1, 1, 1, 1, 1, 1, 1]),
+            [15, 15, 14, 14, 14, 14, 14]
+        );
+        for counts in [
+            vec![1, 1, 1, 1, 1, 1, 1, 1],
+            vec![7, 13, 29, 1, 0, 3],
+            vec![333, 333, 334],
+            vec![1, 1_000_000_007],
+            vec![5, 5, 5, 5, 5, 5],
+        ] {
+            let shares = percentages(&counts);
+            assert_eq!(shares.iter().sum::<u32>(), 100, "{counts:?} -> {shares:?}");
+            assert_eq!(shares.len(), counts.len());
+        }
+    }
+
+    #[test]
+    fn every_small_split_sums_to_100() {
+        for a in 0..40 {
+            for b in 0..40 {
+                for c in 0..12 {
+                    let shares = percentages(&[a, b, c]);
+                    assert_eq!(shares.iter().sum::<u32>(), 100, "{a} {b} {c}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn totals_read_naturally() {
+        assert_eq!(total_text(0), "No votes yet");
+        assert_eq!(total_text(1), "1 vote");
+        assert_eq!(total_text(2), "2 votes");
+    }
+}

@@ -1,0 +1,66 @@
+// Keeps the results page live: one websocket to /ws, every message a tally
+// {"votes": {"a": 2, "b": 1}, "total": 3}; reconnects with backoff.
+"use strict";
+(function () {
+  const status = document.getElementById("status");
+  const total = document.getElementById("total");
+  const options = Array.from(document.querySelectorAll("[data-option]"));
+  const firstRetry = 500;
+  const lastRetry = 10000;
+  let retry = firstRetry;
+
+  // Same rule as the server (share.rs): largest remainder, an even split when empty.
+  function percentages(counts) {
+    const sum = counts.reduce((s, c) => s + c, 0);
+    const weights = sum === 0 ? counts.map(() => 1) : counts;
+    const whole = weights.reduce((s, c) => s + c, 0);
+    const shares = weights.map((w) => Math.floor((w * 100) / whole));
+    const order = weights.map((w, i) => i).sort((i, j) => ((weights[j] * 100) % whole) - ((weights[i] * 100) % whole) || i - j);
+    let missing = 100 - shares.reduce((s, p) => s + p, 0);
+    for (const i of order) {
+      if (missing-- <= 0) break;
+      shares[i] += 1;
+    }
+    return shares;
+  }
+
+  function totalText(n) {
+    return n === 0 ? "No votes yet" : n === 1 ? "1 vote" : n + " votes";
+  }
+
+  function show(tally) {
+    const counts = options.map((el) => tally.votes[el.dataset.option] || 0);
+    percentages(counts).forEach((percent, i) => {
+      const el = options[i];
+      el.querySelector(".percent").textContent = percent + "%";
+      el.querySelector(".fill").style.width = percent + "%";
+      el.querySelector(".track").setAttribute("aria-valuenow", percent);
+      el.querySelector(".count").textContent = counts[i];
+    });
+    total.textContent = totalText(tally.total);
+  }
+
+  function setStatus(live) {
+    status.textContent = live ? "Live" : "Reconnecting…";
+    status.classList.toggle("live", live);
+    status.classList.toggle("reconnecting", !live);
+  }
+
+  function connect() {
+    const scheme = location.protocol === "https:" ? "wss://" : "ws://";
+    const socket = new WebSocket(scheme + location.host + "/ws");
+    socket.onmessage = (event) => {
+      retry = firstRetry;
+      setStatus(true);
+      show(JSON.parse(event.data));
+    };
+    socket.onclose = () => {
+      setStatus(false);
+      // Jitter keeps thousands of pages from reconnecting in one instant.
+      setTimeout(connect, retry * (0.5 + Math.random() / 2));
+      retry = Math.min(retry * 2, lastRetry);
+    };
+  }
+
+  connect();
+})();
