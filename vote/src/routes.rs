@@ -1,0 +1,90 @@
+use ballot::Ballot;
+use rocket::data::Data;
+use rocket::http::{ContentType, CookieJar, Header, Status};
+use rocket::{get, post, routes, Responder, Route, State};
+
+use crate::form::read_choice;
+use crate::page::VotePage;
+use crate::voter::Voter;
+use crate::App;
+
+pub fn routes() -> Vec<Route> {
+    routes![page, vote, healthz, readyz, stylesheet, icon]
+}
+
+#[get("/")]
+fn page<'r>(app: &'r State<App>, voter: Voter) -> VotePage<'r> {
+    VotePage::new(app, voter.choice.as_deref(), None)
+}
+
+#[post("/", data = "<form>")]
+async fn vote<'r>(
+    app: &'r State<App>,
+    mut voter: Voter,
+    cookies: &CookieJar<'_>,
+    content_type: Option<&ContentType>,
+    form: Data<'_>,
+) -> (Status, VotePage<'r>) {
+    let option = match read_choice(content_type, form, &app.options).await {
+        Ok(option) => option,
+        Err(refusal) => {
+            let page = VotePage::new(app, voter.choice.as_deref(), Some(refusal.message));
+            return (refusal.status, page);
+        }
+    };
+    if let Err(e) = app
+        .ballot_box
+        .push(&Ballot::cast(&voter.id, option.id))
+        .await
+    {
+        tracing::debug!("vote from {} not queued: {e}", voter.id);
+        let notice = "Your vote was not recorded: the ballot box is unreachable \
+                      right now. Please try again in a moment.";
+        let page = VotePage::new(app, voter.choice.as_deref(), Some(notice.into()));
+        return (Status::ServiceUnavailable, page);
+    }
+    voter.chose(option.id, cookies);
+    (
+        Status::Ok,
+        VotePage::new(app, voter.choice.as_deref(), None),
+    )
+}
+
+/// Alive: answers while the process serves.
+#[get("/healthz")]
+fn healthz() -> &'static str {
+    "ok\n"
+}
+
+/// Ready: answers 200 only while Redis does, so no votes are sent here in vain.
+#[get("/readyz")]
+async fn readyz(app: &State<App>) -> (Status, String) {
+    match app.ballot_box.ping().await {
+        Ok(()) => (Status::Ok, "ready\n".into()),
+        Err(e) => (Status::ServiceUnavailable, format!("not ready: {e}\n")),
+    }
+}
+
+/// A file compiled into the binary, so the image needs nothing beside it.
+#[derive(Responder)]
+struct Asset {
+    body: (ContentType, &'static str),
+    cache: Header<'static>,
+}
+
+fn asset(kind: ContentType, body: &'static str) -> Asset {
+    Asset {
+        body: (kind, body),
+        cache: Header::new("Cache-Control", "public, max-age=86400"),
+    }
+}
+
+#[get("/static/vote.css")]
+fn stylesheet() -> Asset {
+    asset(ContentType::CSS, include_str!("../static/vote.css"))
+}
+
+#[get("/favicon.svg")]
+fn icon() -> Asset {
+    asset(ContentType::SVG, include_str!("../static/favicon.svg"))
+}

@@ -1,0 +1,112 @@
+//! Starts the vote service in-process on a free port, against a real Redis,
+//! and reads back what it queued.
+
+#![allow(dead_code)] // each test binary uses its own subset
+
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use reqwest::header::{HeaderMap, CONTENT_TYPE, COOKIE, SET_COOKIE};
+
+pub struct Vote {
+    pub base: String,
+    pub http: reqwest::Client,
+}
+
+impl Vote {
+    /// `vote` listening on a free port, with `extra` flags such as `--option-c`.
+    pub async fn start(redis_url: &str, extra: &[&str]) -> Vote {
+        let port = test_servers::free_port();
+        let port_arg = port.to_string();
+        let mut args = vec!["vote", "--redis-url", redis_url, "--port", &port_arg];
+        args.extend_from_slice(extra);
+        tokio::spawn(vote::rocket(vote::Config::parse_from(args)).launch());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+        {
+            assert!(Instant::now() < deadline, "vote did not start on {port}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Vote {
+            base: format!("http://127.0.0.1:{port}"),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    pub async fn get(&self, path: &str, cookie: Option<&str>) -> reqwest::Response {
+        let mut request = self.http.get(format!("{}{path}", self.base));
+        if let Some(cookie) = cookie {
+            request = request.header(COOKIE, cookie);
+        }
+        request.send().await.expect("GET")
+    }
+
+    /// `POST /` with a raw body and content type, as any client could send.
+    pub async fn post(&self, content_type: &str, body: &[u8], cookie: Option<&str>) -> Page {
+        let mut request = self
+            .http
+            .post(format!("{}/", self.base))
+            .header(CONTENT_TYPE, content_type)
+            .body(body.to_vec());
+        if let Some(cookie) = cookie {
+            request = request.header(COOKIE, cookie);
+        }
+        Page::read(request.send().await.expect("POST")).await
+    }
+
+    /// A vote as the page's form sends it.
+    pub async fn vote(&self, option: &str, cookie: Option<&str>) -> Page {
+        let body = format!("vote={option}");
+        self.post(FORM, body.as_bytes(), cookie).await
+    }
+}
+
+pub const FORM: &str = "application/x-www-form-urlencoded";
+
+pub struct Page {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: String,
+}
+
+impl Page {
+    pub async fn read(response: reqwest::Response) -> Page {
+        Page {
+            status: response.status().as_u16(),
+            headers: response.headers().clone(),
+            body: response.text().await.expect("body"),
+        }
+    }
+
+    /// The full `Set-Cookie` line for `name`, if the response sets it.
+    pub fn set_cookie(&self, name: &str) -> Option<String> {
+        self.headers
+            .get_all(SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find(|v| v.starts_with(&format!("{name}=")))
+            .map(str::to_string)
+    }
+
+    /// Just the value of the cookie `name` set by the response.
+    pub fn cookie_value(&self, name: &str) -> Option<String> {
+        let line = self.set_cookie(name)?;
+        let pair = line.split(';').next()?;
+        Some(pair[name.len() + 1..].to_string())
+    }
+}
+
+/// Every entry on the `votes` list, oldest first.
+pub async fn queued(redis_url: &str) -> Vec<String> {
+    let client = redis::Client::open(redis_url).unwrap();
+    let mut redis = client.get_multiplexed_async_connection().await.unwrap();
+    redis::cmd("LRANGE")
+        .arg(ballot::queue::VOTES)
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut redis)
+        .await
+        .unwrap()
+}

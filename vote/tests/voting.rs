@@ -1,0 +1,265 @@
+//! The page, the voter cookie and the ballots queued on a real Redis.
+
+mod support;
+
+use ballot::{Ballot, VoteOptions};
+use support::{queued, Page, Vote, FORM};
+use test_servers::Redis;
+
+async fn started() -> (String, Vote) {
+    let url = Redis::shared().fresh_db_url();
+    let vote = Vote::start(&url, &[]).await;
+    (url, vote)
+}
+
+async fn page(vote: &Vote, cookie: Option<&str>) -> Page {
+    Page::read(vote.get("/", cookie).await).await
+}
+
+#[tokio::test]
+async fn page_shows_the_options_the_tip_and_the_host() {
+    let (_, vote) = started().await;
+    let page = page(&vote, None).await;
+    assert_eq!(page.status, 200);
+    let html = &page.body;
+    assert!(html.contains("<title>Cats vs Dogs!</title>"), "{html}");
+    assert!(html.contains(r#"name="vote" value="a""#), "{html}");
+    assert!(html.contains(r#"name="vote" value="b""#), "{html}");
+    assert!(html.contains(">Cats<") && html.contains(">Dogs<"), "{html}");
+    assert!(html.contains("you can change your vote"), "{html}");
+    assert!(html.contains("Processed by container ID"), "{html}");
+    assert!(!html.contains("Your vote"), "nothing chosen yet: {html}");
+    // Everything the page loads comes from the service itself.
+    assert!(
+        !html.contains("http://") && !html.contains("https://"),
+        "{html}"
+    );
+}
+
+#[tokio::test]
+async fn assets_are_served_by_the_service() {
+    let (_, vote) = started().await;
+    for (path, kind) in [
+        ("/static/vote.css", "text/css"),
+        ("/favicon.svg", "image/svg+xml"),
+    ] {
+        let response = vote.get(path, None).await;
+        assert_eq!(response.status(), 200, "{path}");
+        let header = response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        assert!(header.starts_with(kind), "{path}: {header}");
+    }
+}
+
+#[tokio::test]
+async fn labels_and_extra_options_come_from_settings() {
+    let url = Redis::shared().fresh_db_url();
+    let args = [
+        "--option-a",
+        "Tea",
+        "--option-b",
+        "Coffee",
+        "--option-c",
+        "Water",
+    ];
+    let vote = Vote::start(&url, &args).await;
+    let html = page(&vote, None).await.body;
+    assert!(html.contains("<h1>Tea vs Coffee vs Water!</h1>"), "{html}");
+    assert!(html.contains(r#"value="c""#), "{html}");
+    assert_eq!(vote.vote("c", None).await.status, 200);
+}
+
+#[tokio::test]
+async fn first_visit_gets_a_long_lived_private_voter_cookie() {
+    let (_, vote) = started().await;
+    let first = page(&vote, None).await;
+    let line = first.set_cookie("voter_id").expect("voter_id cookie");
+    let id = first.cookie_value("voter_id").unwrap();
+    assert_eq!(id.len(), 32, "{line}");
+    assert!(id.bytes().all(|b| b.is_ascii_hexdigit()), "{line}");
+    for attribute in ["HttpOnly", "SameSite=Lax", "Path=/"] {
+        assert!(line.contains(attribute), "{attribute} missing: {line}");
+    }
+    let max_age: u64 = line
+        .split("; ")
+        .find_map(|a| a.strip_prefix("Max-Age="))
+        .expect("Max-Age")
+        .parse()
+        .unwrap();
+    assert!(max_age >= 180 * 24 * 3600, "{line}");
+
+    // A returning voter keeps their id: no new cookie.
+    let again = page(&vote, Some(&format!("voter_id={id}"))).await;
+    assert_eq!(again.set_cookie("voter_id"), None);
+
+    // Another visitor gets another id.
+    let other = page(&vote, None).await.cookie_value("voter_id").unwrap();
+    assert_ne!(other, id);
+}
+
+#[tokio::test]
+async fn malformed_voter_cookie_is_replaced() {
+    let (url, vote) = started().await;
+    let forged = "voter_id=../../etc; vote=a";
+    let page = vote.vote("b", Some(forged)).await;
+    assert_eq!(page.status, 200);
+    let id = page.cookie_value("voter_id").expect("a new voter_id");
+    assert_ne!(id, "../../etc");
+    let ballot = Ballot::parse(queued(&url).await[0].as_bytes(), &VoteOptions::defaults());
+    assert_eq!(ballot.unwrap().voter_id, id);
+}
+
+#[tokio::test]
+async fn a_vote_is_queued_as_json_and_marked_on_the_page() {
+    let (url, vote) = started().await;
+    let id = page(&vote, None).await.cookie_value("voter_id").unwrap();
+    let cookie = format!("voter_id={id}");
+
+    let voted = vote.vote("b", Some(&cookie)).await;
+    assert_eq!(voted.status, 200);
+    assert!(
+        voted.body.contains("You voted for <strong>Dogs</strong>"),
+        "{}",
+        voted.body
+    );
+    assert!(
+        voted.body.contains(r#"aria-pressed="true""#),
+        "{}",
+        voted.body
+    );
+    assert_eq!(voted.cookie_value("vote").as_deref(), Some("b"));
+
+    let entries = queued(&url).await;
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    let json: serde_json::Value = serde_json::from_str(&entries[0]).unwrap();
+    assert_eq!(json["voter_id"], id.as_str());
+    assert_eq!(json["vote"], "b");
+    let cast_at = json["cast_at"].as_i64().expect("cast_at");
+    assert!(
+        (ballot::now_micros() - cast_at).abs() < 60_000_000,
+        "{json}"
+    );
+
+    // Their choice stays marked on later visits, from the cookie.
+    let later = page(&vote, Some(&format!("{cookie}; vote=b"))).await;
+    assert!(
+        later.body.contains("You voted for <strong>Dogs</strong>"),
+        "{}",
+        later.body
+    );
+}
+
+#[tokio::test]
+async fn voting_again_queues_a_newer_ballot_from_the_same_voter() {
+    let (url, vote) = started().await;
+    let cookie = "voter_id=0123456789abcdef0123456789abcdef";
+    assert_eq!(vote.vote("a", Some(cookie)).await.status, 200);
+    let changed = vote.vote("b", Some(cookie)).await;
+    assert_eq!(changed.status, 200);
+    assert!(changed.body.contains("You voted for <strong>Dogs</strong>"));
+
+    let options = VoteOptions::defaults();
+    let ballots: Vec<Ballot> = queued(&url)
+        .await
+        .iter()
+        .map(|raw| Ballot::parse(raw.as_bytes(), &options).unwrap())
+        .collect();
+    assert_eq!(ballots.len(), 2);
+    assert!(ballots
+        .iter()
+        .all(|b| b.voter_id == "0123456789abcdef0123456789abcdef"));
+    assert_eq!(
+        (ballots[0].vote.as_str(), ballots[1].vote.as_str()),
+        ("a", "b")
+    );
+    assert!(ballots[0].cast_at < ballots[1].cast_at);
+}
+
+#[tokio::test]
+async fn percent_encoded_and_extra_fields_are_understood() {
+    let (url, vote) = started().await;
+    let page = vote.post(FORM, b"submit=go&vote=%61", None).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert_eq!(queued(&url).await.len(), 1);
+}
+
+#[tokio::test]
+async fn bad_input_is_refused_readably_and_nothing_is_queued() {
+    let (url, vote) = started().await;
+    let too_big = format!("vote=a&padding={}", "x".repeat(1100));
+    let cases: [(&str, &str, &[u8], u16, &str); 9] = [
+        ("unknown option", FORM, b"vote=z", 400, "no option"),
+        (
+            "missing field",
+            FORM,
+            b"choice=a",
+            400,
+            "exactly one `vote` field",
+        ),
+        (
+            "two choices",
+            FORM,
+            b"vote=a&vote=b",
+            400,
+            "exactly one `vote` field",
+        ),
+        ("empty body", FORM, b"", 400, "form was empty"),
+        (
+            "JSON",
+            "application/json",
+            br#"{"vote":"a"}"#,
+            415,
+            "Send the vote as a form",
+        ),
+        (
+            "plain text",
+            "text/plain",
+            b"vote=a",
+            415,
+            "Send the vote as a form",
+        ),
+        ("over 1 KiB", FORM, too_big.as_bytes(), 413, "too large"),
+        (
+            "not UTF-8",
+            FORM,
+            b"vote=\xff",
+            400,
+            "could not be read as text",
+        ),
+        ("undecodable", FORM, b"vote=%ff", 400, "no option"),
+    ];
+    for (case, content_type, body, status, message) in cases {
+        let page = vote.post(content_type, body, None).await;
+        assert_eq!(page.status, status, "{case}: {}", page.body);
+        assert!(page.body.contains(message), "{case}: {}", page.body);
+        assert_eq!(page.cookie_value("vote"), None, "{case}");
+    }
+    let exactly_1_kib = format!("vote=a&padding={}", "x".repeat(1024 - 15));
+    assert_eq!(exactly_1_kib.len(), 1024);
+    assert_eq!(
+        vote.post(FORM, exactly_1_kib.as_bytes(), None).await.status,
+        200
+    );
+    assert_eq!(queued(&url).await.len(), 1, "only the valid vote is queued");
+}
+
+#[tokio::test]
+async fn a_refused_vote_keeps_the_earlier_choice_marked() {
+    let (_, vote) = started().await;
+    let page = vote.vote("z", Some("vote=a")).await;
+    assert_eq!(page.status, 400);
+    assert!(
+        page.body.contains("You voted for <strong>Cats</strong>"),
+        "{}",
+        page.body
+    );
+}
+
+#[tokio::test]
+async fn health_and_readiness() {
+    let (_, vote) = started().await;
+    assert_eq!(vote.get("/healthz", None).await.status(), 200);
+    assert_eq!(vote.get("/readyz", None).await.status(), 200);
+}
