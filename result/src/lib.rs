@@ -44,13 +44,17 @@ pub fn rocket(config: Config) -> rocket::Rocket<rocket::Build> {
     let feed_options = options.clone();
     let figment = rocket::Config::figment()
         .merge(("address", "0.0.0.0"))
-        .merge(("port", config.port));
+        .merge(("port", config.port))
+        // Rocket logs a line per request, costly with thousands of sockets;
+        // tracing (RUST_LOG) carries what matters.
+        .merge(("log_level", rocket::config::LogLevel::Critical));
     rocket::custom(figment)
         .manage(receiver)
         .manage(options)
         .mount("/", routes::all())
         .attach(AdHoc::on_liftoff("tally feed", move |rocket| {
             let shutdown = rocket.shutdown();
+            tracing::info!(port = rocket.config().port, "result service listening");
             Box::pin(async move {
                 tokio::spawn(async move {
                     tokio::select! {
