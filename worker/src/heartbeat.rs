@@ -1,0 +1,106 @@
+//! A worker's liveness key in Redis, refreshed on a connection of its own
+//! (the batch loop's connection sits in a blocking BLMOVE), and the periodic
+//! sweep that returns the batches of workers whose key expired.
+
+use std::time::Duration;
+
+use ballot::queue::heartbeat_key;
+use redis::aio::MultiplexedConnection;
+use redis::RedisResult;
+use tokio_util::sync::CancellationToken;
+
+use crate::health::Health;
+use crate::queue::{connection_config, reclaim_orphans};
+
+/// Beats per TTL: two may be lost before peers think this worker is gone.
+const BEATS_PER_TTL: u32 = 3;
+
+pub struct Heartbeat {
+    client: redis::Client,
+    connection: Option<MultiplexedConnection>,
+    worker_id: String,
+    key: String,
+    ttl: Duration,
+    health: Health,
+}
+
+impl Heartbeat {
+    pub fn new(client: redis::Client, worker_id: &str, ttl: Duration) -> Self {
+        Heartbeat {
+            client,
+            connection: None,
+            worker_id: worker_id.to_string(),
+            key: heartbeat_key(worker_id),
+            ttl,
+            health: Health::new("redis (heartbeat)"),
+        }
+    }
+
+    /// The first beat and sweep, retried through outages; false if shut down first.
+    pub async fn first_beat(&mut self, shutdown: &CancellationToken) -> bool {
+        loop {
+            match self.beat(true).await {
+                Ok(()) => {
+                    self.health.up();
+                    return true;
+                }
+                Err(e) => {
+                    if !self.health.down(&e, shutdown).await {
+                        return false;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Beats until shutdown, sweeping for orphaned batches once per TTL.
+    pub async fn keep_beating(mut self, shutdown: CancellationToken) {
+        let interval = self.ttl / BEATS_PER_TTL;
+        let mut beats = 0u32;
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(interval) => {}
+                () = shutdown.cancelled() => return,
+            }
+            beats += 1;
+            match self.beat(beats.is_multiple_of(BEATS_PER_TTL)).await {
+                Ok(()) => self.health.up(),
+                Err(e) => {
+                    if !self.health.down(&e, &shutdown).await {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn beat(&mut self, sweep: bool) -> RedisResult<()> {
+        let result = self.try_beat(sweep).await;
+        if result.is_err() {
+            self.connection = None;
+        }
+        result
+    }
+
+    async fn try_beat(&mut self, sweep: bool) -> RedisResult<()> {
+        if self.connection.is_none() {
+            let connection = self
+                .client
+                .get_multiplexed_async_connection_with_config(&connection_config())
+                .await?;
+            self.connection = Some(connection);
+        }
+        let connection = self.connection.as_mut().expect("connected above");
+        redis::cmd("SET")
+            .arg(&self.key)
+            .arg("alive")
+            .arg("PX")
+            .arg(self.ttl.as_millis() as u64)
+            .query_async::<()>(connection)
+            .await?;
+        if sweep {
+            reclaim_orphans(connection, &self.worker_id).await?;
+        }
+        Ok(())
+    }
+}

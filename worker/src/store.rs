@@ -1,0 +1,124 @@
+//! The Postgres side: one multi-row upsert per batch. The schema's triggers
+//! keep `tallies` exact and NOTIFY at commit, so this only writes `votes`.
+
+use std::time::Duration;
+
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{Client, NoTls, Statement};
+use tracing::debug;
+
+use crate::batch::Votes;
+
+/// Only a strictly newer ballot replaces a voter's vote, so replays and
+/// batches committed out of order change nothing.
+const UPSERT: &str = "\
+    INSERT INTO votes (id, vote, cast_at) \
+    SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[]) \
+    ON CONFLICT (id) DO UPDATE SET vote = EXCLUDED.vote, cast_at = EXCLUDED.cast_at \
+    WHERE votes.cast_at < EXCLUDED.cast_at";
+
+/// Why a write did not happen.
+#[derive(Debug)]
+pub enum Failure {
+    /// Lost a race with another writer (deadlock, serialization): retry now.
+    Conflict(tokio_postgres::Error),
+    /// Postgres is unreachable or unwell: back off, then retry.
+    Outage(tokio_postgres::Error),
+}
+
+pub struct Store {
+    config: tokio_postgres::Config,
+    connected: Option<(Client, Statement)>,
+}
+
+impl Store {
+    pub fn new(mut config: tokio_postgres::Config) -> Self {
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(Duration::from_secs(5));
+        }
+        Store {
+            config,
+            connected: None,
+        }
+    }
+
+    /// Connects, migrates and prepares the upsert, unless already connected.
+    pub async fn connect(&mut self) -> Result<(), tokio_postgres::Error> {
+        if self.connected.as_ref().is_some_and(|(c, _)| !c.is_closed()) {
+            return Ok(());
+        }
+        self.connected = None;
+        let (client, connection) = self.config.connect(NoTls).await?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                debug!(error = %e, "postgres connection ended");
+            }
+        });
+        // The migration's "already exists, skipping" notices are noise here.
+        client
+            .batch_execute("SET client_min_messages = warning")
+            .await?;
+        // Every (re)connect: the database may be new since the last one.
+        ballot::schema::migrate(&client).await?;
+        let upsert = client.prepare(UPSERT).await?;
+        self.connected = Some((client, upsert));
+        Ok(())
+    }
+
+    /// Commits `votes` in one statement. Ballots Postgres refuses as bad
+    /// data are found one by one and returned (batch position, reason)
+    /// instead of failing the others.
+    pub async fn save(&mut self, votes: &Votes) -> Result<Vec<(usize, String)>, Failure> {
+        if votes.is_empty() {
+            return Ok(Vec::new());
+        }
+        match self.upsert(votes).await {
+            Err(e) if is_bad_data(&e) => {}
+            other => return other.map(|()| Vec::new()).map_err(classify),
+        }
+        let mut refused = Vec::new();
+        for row in votes.rows() {
+            match self.upsert(&row).await {
+                Ok(()) => {}
+                Err(e) if is_bad_data(&e) => refused.push((row.entries[0], explain(&e))),
+                // Rows already written are replayed as no-ops on the retry.
+                Err(e) => return Err(classify(e)),
+            }
+        }
+        Ok(refused)
+    }
+
+    async fn upsert(&mut self, votes: &Votes) -> Result<(), tokio_postgres::Error> {
+        self.connect().await?;
+        let (client, upsert) = self.connected.as_ref().expect("connected above");
+        client
+            .execute(upsert, &[&votes.voter_ids, &votes.votes, &votes.cast_at])
+            .await?;
+        Ok(())
+    }
+}
+
+/// Errors about the data itself (a NUL byte, an over-long id): retrying
+/// the same ballot can never succeed.
+fn is_bad_data(e: &tokio_postgres::Error) -> bool {
+    e.code()
+        .is_some_and(|code| code.code().starts_with("22") || code.code().starts_with("23"))
+}
+
+fn classify(e: tokio_postgres::Error) -> Failure {
+    match e.code() {
+        Some(&SqlState::T_R_DEADLOCK_DETECTED) | Some(&SqlState::T_R_SERIALIZATION_FAILURE) => {
+            Failure::Conflict(e)
+        }
+        _ => Failure::Outage(e),
+    }
+}
+
+/// The server's own message when there is one: the plain `Display` of a
+/// database error says only "db error".
+pub fn explain(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} ({})", db.message(), db.code().code()),
+        None => e.to_string(),
+    }
+}

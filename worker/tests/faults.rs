@@ -1,0 +1,168 @@
+//! The worker through outages and crashes: Redis or Postgres stopped
+//! mid-stream, the process killed with SIGKILL or stopped with SIGTERM.
+
+mod support;
+
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use support::*;
+use test_servers::{Postgres, Redis};
+
+const DRAIN: Duration = Duration::from_secs(90);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_stopped_and_resumed_mid_stream_loses_nothing() {
+    let redis_server = Redis::start();
+    let redis_url = redis_server.url();
+    let db_url = Postgres::shared().fresh_database();
+    let mut redis = redis(&redis_url).await;
+    let cast = ballots(30_000, 10_000);
+    enqueue(&mut redis, &json(&cast)).await;
+    let worker = InProcess::start(&redis_url, &db_url, &["--batch-size", "100"]);
+    wait_queue_below(&mut redis, 25_000).await;
+
+    let _server = tokio::task::spawn_blocking(move || {
+        redis_server.stop();
+        std::thread::sleep(Duration::from_secs(1));
+        redis_server.resume();
+        redis_server
+    })
+    .await
+    .unwrap();
+
+    let mut redis = support::redis(&redis_url).await;
+    wait_drained(&mut redis, DRAIN).await;
+    worker.stop().await;
+    assert_stored(&postgres(&db_url).await, &last_ballots(&cast)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_stopped_and_resumed_mid_stream_loses_nothing() {
+    let redis_url = Redis::shared().fresh_db_url();
+    let pg = Postgres::start();
+    let db_url = pg.url();
+    let mut redis = redis(&redis_url).await;
+    let cast = ballots(30_000, 10_000);
+    enqueue(&mut redis, &json(&cast)).await;
+    let worker = InProcess::start(&redis_url, &db_url, &["--batch-size", "100"]);
+    wait_queue_below(&mut redis, 25_000).await;
+
+    let pg = tokio::task::spawn_blocking(move || {
+        pg.stop();
+        std::thread::sleep(Duration::from_secs(1));
+        pg.resume();
+        pg
+    })
+    .await
+    .unwrap();
+
+    wait_drained(&mut redis, DRAIN).await;
+    worker.stop().await;
+    assert_stored(&postgres(&pg.url()).await, &last_ballots(&cast)).await;
+}
+
+/// The worker binary, killed when the test ends however it ends.
+struct Process(Child);
+
+impl Process {
+    fn start(redis_url: &str, database_url: &str) -> Process {
+        let child = Command::new(env!("CARGO_BIN_EXE_worker"))
+            .env("REDIS_URL", redis_url)
+            .env("DATABASE_URL", database_url)
+            .env("OPTION_C", "Fish")
+            .env("BATCH_SIZE", "500")
+            .env("HEARTBEAT_TTL", "2")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start the worker binary");
+        Process(child)
+    }
+
+    fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.0.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    async fn exit_status(&mut self, limit: Duration) -> ExitStatus {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.0.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                start.elapsed() < limit,
+                "worker still running after {limit:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn sigkill_mid_drain_then_restart_loses_nothing() {
+    let redis_url = Redis::shared().fresh_db_url();
+    let db_url = Postgres::shared().fresh_database();
+    let mut redis = redis(&redis_url).await;
+    let cast = ballots(100_000, 40_000);
+    enqueue(&mut redis, &json(&cast)).await;
+
+    let mut first = Process::start(&redis_url, &db_url);
+    wait_queue_below(&mut redis, 70_000).await;
+    first.signal("KILL");
+    first.exit_status(Duration::from_secs(5)).await;
+    let (waiting, in_flight) = queued(&mut redis).await;
+    assert!(waiting > 0, "drained before the kill; nothing was tested");
+    drop(first);
+
+    // Restarted under a new id: the dead worker's batch comes back once its
+    // heartbeat expires.
+    let mut second = Process::start(&redis_url, &db_url);
+    wait_drained(&mut redis, DRAIN).await;
+    second.signal("TERM");
+    assert!(second.exit_status(Duration::from_secs(5)).await.success());
+    assert_stored(&postgres(&db_url).await, &last_ballots(&cast)).await;
+    eprintln!(
+        "killed with {waiting} queued and {} batch(es) in flight",
+        in_flight.len()
+    );
+}
+
+#[tokio::test]
+async fn sigterm_hands_back_or_finishes_the_batch_and_exits_zero() {
+    let redis_url = Redis::shared().fresh_db_url();
+    let db_url = Postgres::shared().fresh_database();
+    let mut redis = redis(&redis_url).await;
+    let cast = ballots(40_000, 15_000);
+    enqueue(&mut redis, &json(&cast)).await;
+
+    let mut worker = Process::start(&redis_url, &db_url);
+    wait_queue_below(&mut redis, 30_000).await;
+    worker.signal("TERM");
+    let status = worker.exit_status(Duration::from_secs(5)).await;
+    assert!(status.success(), "exited with {status}");
+    let (waiting, in_flight) = queued(&mut redis).await;
+    assert!(in_flight.is_empty(), "batch left in flight: {in_flight:?}");
+    assert!(
+        heartbeats(&mut redis).await.is_empty(),
+        "heartbeat left behind"
+    );
+    assert!(waiting > 0, "drained before the signal; nothing was tested");
+
+    let rest = InProcess::start(&redis_url, &db_url, &[]);
+    wait_drained(&mut redis, DRAIN).await;
+    rest.stop().await;
+    assert_stored(&postgres(&db_url).await, &last_ballots(&cast)).await;
+}

@@ -1,0 +1,220 @@
+//! What the worker guarantees, against real Redis and Postgres servers.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use ballot::Ballot;
+use rand::seq::SliceRandom;
+use support::*;
+use test_servers::{Postgres, Redis};
+
+const DRAIN: Duration = Duration::from_secs(60);
+
+fn fresh() -> (String, String) {
+    (
+        Redis::shared().fresh_db_url(),
+        Postgres::shared().fresh_database(),
+    )
+}
+
+#[tokio::test]
+async fn reference_ballots_land_and_the_later_one_in_the_queue_wins() {
+    let (redis_url, db_url) = fresh();
+    let mut redis = redis(&redis_url).await;
+    enqueue(
+        &mut redis,
+        &[
+            r#"{"voter_id":"ann","vote":"a"}"#.to_string(),
+            r#"{"voter_id":"bob","vote":"b"}"#.to_string(),
+            r#"{"voter_id":"ann","vote":"b"}"#.to_string(),
+        ],
+    )
+    .await;
+    let worker = InProcess::start(&redis_url, &db_url, &[]);
+    wait_drained(&mut redis, DRAIN).await;
+    // Queue order holds across batches too.
+    enqueue(
+        &mut redis,
+        &[r#"{"voter_id":"bob","vote":"c"}"#.to_string()],
+    )
+    .await;
+    wait_drained(&mut redis, DRAIN).await;
+    worker.stop().await;
+
+    let db = postgres(&db_url).await;
+    let expected = BTreeMap::from([("ann".into(), "b".into()), ("bob".into(), "c".into())]);
+    assert_stored(&db, &expected).await;
+    assert!(dead_letters(&mut redis).await.is_empty());
+    assert!(
+        heartbeats(&mut redis).await.is_empty(),
+        "heartbeat left behind"
+    );
+}
+
+#[tokio::test]
+async fn latest_cast_wins_even_when_workers_commit_out_of_order() {
+    let (redis_url, db_url) = fresh();
+    let mut redis = redis(&redis_url).await;
+    let older = ballots(300, 300);
+    let newer: Vec<Ballot> = older
+        .iter()
+        .map(|b| Ballot {
+            vote: if b.vote == "a" { "b" } else { "a" }.into(),
+            cast_at: b.cast_at.map(|t| t + 1_000_000),
+            ..b.clone()
+        })
+        .collect();
+
+    // One worker commits the newer ballots, then another the older ones.
+    enqueue(&mut redis, &json(&newer)).await;
+    let first = InProcess::start(&redis_url, &db_url, &[]);
+    wait_drained(&mut redis, DRAIN).await;
+    first.stop().await;
+    enqueue(&mut redis, &json(&older)).await;
+    let second = InProcess::start(&redis_url, &db_url, &[]);
+    wait_drained(&mut redis, DRAIN).await;
+    second.stop().await;
+
+    let db = postgres(&db_url).await;
+    assert_stored(&db, &last_ballots(&newer)).await;
+}
+
+#[tokio::test]
+async fn replaying_ballots_changes_nothing() {
+    let (redis_url, db_url) = fresh();
+    let mut redis = redis(&redis_url).await;
+    let cast = ballots(2_000, 700);
+    let worker = InProcess::start(&redis_url, &db_url, &["--batch-size", "128"]);
+    enqueue(&mut redis, &json(&cast)).await;
+    wait_drained(&mut redis, DRAIN).await;
+    let db = postgres(&db_url).await;
+    let before = stored(&db).await;
+    let tallies_before = read_tallies(&db).await;
+
+    let mut replay = json(&cast);
+    replay.shuffle(&mut rand::rng());
+    enqueue(&mut redis, &replay).await;
+    wait_drained(&mut redis, DRAIN).await;
+    worker.stop().await;
+
+    assert_eq!(stored(&db).await, before);
+    assert_eq!(read_tallies(&db).await, tallies_before);
+    assert_stored(&db, &last_ballots(&cast)).await;
+}
+
+async fn read_tallies(db: &tokio_postgres::Client) -> Vec<(String, i64)> {
+    db.query("SELECT vote, count FROM tallies ORDER BY vote", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+}
+
+#[tokio::test]
+async fn poison_goes_to_dead_letters_verbatim_and_the_worker_keeps_going() {
+    let (redis_url, db_url) = fresh();
+    let mut redis = redis(&redis_url).await;
+    let poison = [
+        "not json at all",
+        r#"{"voter_id":"eve","vote":"z"}"#,
+        r#"{"vote":"a"}"#,
+        r#"{"voter_id":"  ","vote":"a"}"#,
+        // Valid JSON that only Postgres refuses: text cannot hold NUL.
+        r#"{"voter_id":"nul\u0000byte","vote":"a"}"#,
+    ];
+    let good = ballots(50, 50);
+    let mut entries = json(&good[..25]);
+    entries.extend(poison.iter().map(|p| p.to_string()));
+    entries.extend(json(&good[25..]));
+    let worker = InProcess::start(&redis_url, &db_url, &[]);
+    enqueue(&mut redis, &entries).await;
+    wait_drained(&mut redis, DRAIN).await;
+
+    let later = ballots(60, 60);
+    enqueue(&mut redis, &json(&later[50..])).await;
+    wait_drained(&mut redis, DRAIN).await;
+    worker.stop().await;
+
+    let mut dead = dead_letters(&mut redis).await;
+    dead.sort();
+    let mut expected_dead: Vec<String> = poison.iter().map(|p| p.to_string()).collect();
+    expected_dead.sort();
+    assert_eq!(dead, expected_dead);
+    let db = postgres(&db_url).await;
+    assert_stored(&db, &last_ballots(&later)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_workers_at_once_keep_every_voters_latest_ballot() {
+    let (redis_url, db_url) = fresh();
+    let mut redis = redis(&redis_url).await;
+    let mut cast = ballots(30_000, 4_000);
+    // Out of order: a voter's later ballot is often queued before an earlier one.
+    cast.shuffle(&mut rand::rng());
+    enqueue(&mut redis, &json(&cast)).await;
+    let workers: Vec<InProcess> = (0..3)
+        .map(|_| InProcess::start(&redis_url, &db_url, &["--batch-size", "200"]))
+        .collect();
+    wait_drained(&mut redis, DRAIN).await;
+    for worker in workers {
+        worker.stop().await;
+    }
+    let db = postgres(&db_url).await;
+    assert_stored(&db, &last_ballots(&cast)).await;
+    assert!(heartbeats(&mut redis).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_dead_workers_batch_is_returned_to_the_head_of_the_queue() {
+    let (redis_url, db_url) = fresh();
+    let mut redis = redis(&redis_url).await;
+    // What a worker killed mid-batch leaves: a processing list, no heartbeat.
+    let orphaned = ballots(10, 10);
+    let queued_after = ballots(20, 10)[10..].to_vec();
+    redis::cmd("RPUSH")
+        .arg(ballot::queue::processing_list("gone"))
+        .arg(json(&orphaned))
+        .query_async::<()>(&mut redis)
+        .await
+        .unwrap();
+    enqueue(&mut redis, &json(&queued_after)).await;
+    let worker = InProcess::start(&redis_url, &db_url, &["--batch-size", "10"]);
+    wait_drained(&mut redis, DRAIN).await;
+    worker.stop().await;
+    let db = postgres(&db_url).await;
+    let mut all = orphaned.clone();
+    all.extend(queued_after);
+    assert_stored(&db, &last_ballots(&all)).await;
+}
+
+#[tokio::test]
+async fn a_live_workers_batch_is_left_alone() {
+    let (redis_url, db_url) = fresh();
+    let mut redis = redis(&redis_url).await;
+    let held = json(&ballots(5, 5));
+    let list = ballot::queue::processing_list("busy");
+    redis::pipe()
+        .rpush(&list, &held)
+        .ignore()
+        .set_ex(ballot::queue::heartbeat_key("busy"), "alive", 60)
+        .ignore()
+        .query_async::<()>(&mut redis)
+        .await
+        .unwrap();
+    let worker = InProcess::start(&redis_url, &db_url, &[]);
+    // Past the first sweep at start and the periodic one (every 2 s here).
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    worker.stop().await;
+    let still_held: Vec<String> = redis::cmd("LRANGE")
+        .arg(&list)
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert_eq!(still_held, held);
+    assert_eq!(queued(&mut redis).await.0, 0);
+}
