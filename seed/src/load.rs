@@ -1,0 +1,339 @@
+//! The HTTP engine: `concurrency` tasks share one keep-alive connection pool
+//! and take voters from a shared counter until the count or the time is up.
+//! Each task keeps its own tallies and histogram, merged at the end, so the
+//! only shared writes on the hot path are two atomic counters.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use reqwest::header::{HeaderMap, CONTENT_TYPE, COOKIE, SET_COOKIE};
+use reqwest::{Client, Url};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::plan::{Plan, OPTION_IDS};
+use crate::progress::Counters;
+
+const FORM_BODIES: [&str; 8] = [
+    "vote=a", "vote=b", "vote=c", "vote=d", "vote=e", "vote=f", "vote=g", "vote=h",
+];
+
+/// Latencies are recorded in microseconds, up to a minute.
+const SLOWEST_MICROS: u64 = 60_000_000;
+
+/// What one run sent and how the target answered.
+#[derive(Debug)]
+pub struct Sent {
+    pub requests: u64,
+    pub succeeded: u64,
+    /// Failed requests by kind: `HTTP 503`, `timeout`, ...
+    pub failures: BTreeMap<String, u64>,
+    /// Voters whose first ballot was accepted.
+    pub voters: u64,
+    /// Voters whose second ballot, for another option, was accepted too.
+    pub changed: u64,
+    /// Per option, in split order: voters whose last accepted ballot is for it.
+    pub counted: Vec<u64>,
+    /// Microseconds from sending a ballot to the end of its accepted response.
+    pub latency: Histogram<u64>,
+    pub wall: Duration,
+}
+
+impl Sent {
+    /// Nothing sent yet, to `options` options.
+    pub fn new(options: usize) -> Sent {
+        Sent {
+            requests: 0,
+            succeeded: 0,
+            failures: BTreeMap::new(),
+            voters: 0,
+            changed: 0,
+            counted: vec![0; options],
+            latency: Histogram::new_with_bounds(1, SLOWEST_MICROS, 3).expect("valid bounds"),
+            wall: Duration::ZERO,
+        }
+    }
+
+    fn merge(&mut self, other: Sent) {
+        self.requests += other.requests;
+        self.succeeded += other.succeeded;
+        for (kind, n) in other.failures {
+            *self.failures.entry(kind).or_default() += n;
+        }
+        self.voters += other.voters;
+        self.changed += other.changed;
+        for (mine, theirs) in self.counted.iter_mut().zip(other.counted) {
+            *mine += theirs;
+        }
+        self.latency
+            .add(other.latency)
+            .expect("histograms share bounds");
+    }
+
+    pub fn failed(&self) -> u64 {
+        self.failures.values().sum()
+    }
+
+    /// Votes the tally should gain, by option id.
+    pub fn gains(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        OPTION_IDS.iter().copied().zip(self.counted.iter().copied())
+    }
+}
+
+pub struct Load {
+    pub client: Client,
+    pub url: Url,
+    pub plan: Plan,
+    pub concurrency: u16,
+    pub voter_limit: Option<u64>,
+    pub duration: Option<Duration>,
+    pub rate: Option<f64>,
+    pub options: usize,
+}
+
+/// Casts every planned ballot and waits for the last answer.
+/// Stops starting voters once `stop` is cancelled.
+pub async fn cast(
+    load: Load,
+    counters: Arc<Counters>,
+    stop: CancellationToken,
+) -> anyhow::Result<Sent> {
+    let started = Instant::now();
+    let run = Arc::new(Run {
+        deadline: load.duration.map(|d| started + d),
+        pacer: load.rate.map(|rate| Pacer::new(started, rate)),
+        next_voter: AtomicU64::new(0),
+        warned: AtomicBool::new(false),
+        counters,
+        stop,
+        load,
+    });
+    let tasks: Vec<_> = (0..run.load.concurrency)
+        .map(|_| tokio::spawn(Arc::clone(&run).vote_as_new_voters()))
+        .collect();
+    let mut sent = Sent::new(run.load.options);
+    for task in tasks {
+        sent.merge(task.await?);
+    }
+    sent.wall = started.elapsed();
+    Ok(sent)
+}
+
+struct Run {
+    load: Load,
+    deadline: Option<Instant>,
+    pacer: Option<Pacer>,
+    next_voter: AtomicU64,
+    warned: AtomicBool,
+    counters: Arc<Counters>,
+    stop: CancellationToken,
+}
+
+/// An accepted ballot and the voter's cookie, if the response set one.
+struct Accepted {
+    voter_cookie: Option<String>,
+}
+
+impl Run {
+    async fn vote_as_new_voters(self: Arc<Self>) -> Sent {
+        let mut sent = Sent::new(self.load.options);
+        while let Some(voter) = self.take_voter() {
+            let first = self.load.plan.first_choice(voter);
+            let Some(accepted) = self.post(first, None, &mut sent).await else {
+                continue;
+            };
+            sent.voters += 1;
+            sent.counted[first] += 1;
+            let Some(second) = self.load.plan.second_choice(voter) else {
+                continue;
+            };
+            // The same voter votes again only if we send back its cookie.
+            let Some(cookie) = accepted.voter_cookie else {
+                self.fail(&mut sent, "no voter_id cookie to vote again with", None);
+                continue;
+            };
+            if self.post(second, Some(&cookie), &mut sent).await.is_some() {
+                sent.changed += 1;
+                sent.counted[first] -= 1;
+                sent.counted[second] += 1;
+            }
+        }
+        sent
+    }
+
+    fn take_voter(&self) -> Option<u64> {
+        if self.stop.is_cancelled() || self.deadline.is_some_and(|end| Instant::now() >= end) {
+            return None;
+        }
+        let voter = self.next_voter.fetch_add(1, Ordering::Relaxed);
+        self.load
+            .voter_limit
+            .is_none_or(|n| voter < n)
+            .then_some(voter)
+    }
+
+    async fn post(&self, choice: usize, cookie: Option<&str>, sent: &mut Sent) -> Option<Accepted> {
+        if let Some(pacer) = &self.pacer {
+            pacer.wait_turn().await;
+        }
+        let mut request = self
+            .load
+            .client
+            .post(self.load.url.clone())
+            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(FORM_BODIES[choice]);
+        if let Some(cookie) = cookie {
+            request = request.header(COOKIE, cookie);
+        }
+        let began = Instant::now();
+        sent.requests += 1;
+        self.counters.requests.fetch_add(1, Ordering::Relaxed);
+        let response = match request.send().await {
+            Ok(response) => response,
+            Err(e) => {
+                self.fail(sent, failure_kind(&e), Some(&e));
+                return None;
+            }
+        };
+        let status = response.status();
+        let voter_cookie = voter_cookie(response.headers());
+        // Reading the body to its end lets the connection go back to the pool.
+        if let Err(e) = response.bytes().await {
+            self.fail(sent, failure_kind(&e), Some(&e));
+            return None;
+        }
+        if !status.is_success() {
+            self.fail(sent, &format!("HTTP {}", status.as_u16()), None);
+            return None;
+        }
+        sent.latency
+            .saturating_record(began.elapsed().as_micros() as u64);
+        sent.succeeded += 1;
+        Some(Accepted { voter_cookie })
+    }
+
+    fn fail(&self, sent: &mut Sent, kind: &str, error: Option<&reqwest::Error>) {
+        self.counters.failed.fetch_add(1, Ordering::Relaxed);
+        *sent.failures.entry(kind.to_string()).or_default() += 1;
+        // One warning with the full cause; the summary counts the rest.
+        if !self.warned.swap(true, Ordering::Relaxed) {
+            match error {
+                Some(e) => tracing::warn!("first failed request: {}", crate::root_cause(e)),
+                None => tracing::warn!("first failed request: {kind}"),
+            }
+        }
+    }
+}
+
+fn failure_kind(e: &reqwest::Error) -> &'static str {
+    if e.is_timeout() {
+        "timeout"
+    } else if e.is_connect() {
+        "connection failed"
+    } else if e.is_body() || e.is_decode() {
+        "broken response"
+    } else {
+        "request error"
+    }
+}
+
+/// `voter_id=...` from the response's `Set-Cookie` headers, ready to send back.
+fn voter_cookie(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(SET_COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .filter_map(|cookie| cookie.split(';').next())
+        .map(str::trim)
+        .find(|pair| pair.starts_with("voter_id="))
+        .map(str::to_string)
+}
+
+/// `--rate`: request number n may start no earlier than n / rate seconds in.
+/// Tickets keep the pace across all tasks without a shared timer.
+struct Pacer {
+    start: Instant,
+    rate: f64,
+    tickets: AtomicU64,
+}
+
+impl Pacer {
+    fn new(start: Instant, rate: f64) -> Pacer {
+        Pacer {
+            start,
+            rate,
+            tickets: AtomicU64::new(0),
+        }
+    }
+
+    async fn wait_turn(&self) {
+        let ticket = self.tickets.fetch_add(1, Ordering::Relaxed);
+        tokio::time::sleep_until(self.start + Duration::from_secs_f64(ticket as f64 / self.rate))
+            .await;
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use reqwest::header::HeaderValue;
+
+    /// Three accepted ballots, 2:1, each answered in a millisecond.
+    pub(crate) fn sent_for_report() -> Sent {
+        let mut sent = Sent::new(2);
+        sent.requests = 3;
+        sent.succeeded = 3;
+        sent.voters = 3;
+        sent.counted = vec![2, 1];
+        sent.latency.record_n(1_000, 3).unwrap();
+        sent.wall = Duration::from_secs(1);
+        sent
+    }
+
+    #[test]
+    fn finds_the_voter_cookie_among_others() {
+        let mut headers = HeaderMap::new();
+        headers.append(SET_COOKIE, HeaderValue::from_static("theme=dark; Path=/"));
+        headers.append(
+            SET_COOKIE,
+            HeaderValue::from_static("voter_id=3f2a; Path=/; HttpOnly; SameSite=Lax"),
+        );
+        assert_eq!(voter_cookie(&headers).as_deref(), Some("voter_id=3f2a"));
+        assert_eq!(voter_cookie(&HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn merging_adds_everything_up() {
+        let mut total = Sent::new(2);
+        for _ in 0..3 {
+            let mut part = Sent::new(2);
+            part.requests = 4;
+            part.succeeded = 3;
+            part.failures.insert("HTTP 503".into(), 1);
+            part.voters = 3;
+            part.counted = vec![2, 1];
+            part.latency.record(1_000).unwrap();
+            total.merge(part);
+        }
+        assert_eq!(
+            (total.requests, total.succeeded, total.failed()),
+            (12, 9, 3)
+        );
+        assert_eq!(total.counted, [6, 3]);
+        assert_eq!(total.latency.len(), 3);
+        assert_eq!(total.gains().collect::<Vec<_>>(), [("a", 6), ("b", 3)]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_pacer_spaces_requests_evenly() {
+        let start = Instant::now();
+        let pacer = Pacer::new(start, 100.0);
+        for _ in 0..51 {
+            pacer.wait_turn().await;
+        }
+        assert_eq!(start.elapsed(), Duration::from_millis(500));
+    }
+}
