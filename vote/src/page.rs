@@ -9,7 +9,7 @@ use rocket::Request;
 use crate::App;
 
 #[derive(Template)]
-#[template(path = "vote.html", whitespace = "suppress")]
+#[template(path = "vote.html", whitespace = "minimize")]
 pub struct VotePage<'a> {
     title: &'a str,
     choices: Vec<Choice<'a>>,
