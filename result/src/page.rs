@@ -4,7 +4,7 @@
 use askama::Template;
 use ballot::{Tally, VoteOptions};
 
-use crate::share::{percentages, total_text};
+use crate::share::{percentages, total_text, votes_text};
 
 #[derive(Template)]
 #[template(path = "result.html")]
@@ -18,7 +18,7 @@ pub struct ResultsPage {
 struct Row {
     id: &'static str,
     label: String,
-    count: i64,
+    count_text: String,
     percent: u32,
 }
 
@@ -35,7 +35,7 @@ impl ResultsPage {
             .map(|((option, &count), percent)| Row {
                 id: option.id,
                 label: option.label.clone(),
-                count,
+                count_text: votes_text(count),
                 percent,
             })
             .collect();

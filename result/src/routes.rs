@@ -29,7 +29,7 @@ type Unavailable = (Status, &'static str);
 const DATABASE_DOWN: Unavailable = (Status::ServiceUnavailable, "database unavailable\n");
 
 pub fn all() -> Vec<Route> {
-    routes![page, script, style, tally, socket, healthz, readyz]
+    routes![page, script, style, favicon, tally, socket, healthz, readyz]
 }
 
 #[get("/")]
@@ -48,6 +48,11 @@ fn script() -> (ContentType, &'static str) {
 #[get("/result.css")]
 fn style() -> (ContentType, &'static str) {
     (ContentType::CSS, include_str!("../static/result.css"))
+}
+
+#[get("/favicon.svg")]
+fn favicon() -> (ContentType, &'static str) {
+    (ContentType::SVG, include_str!("../static/favicon.svg"))
 }
 
 #[get("/api/tally")]

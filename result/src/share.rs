@@ -30,6 +30,13 @@ pub fn percentages(counts: &[i64]) -> Vec<u32> {
 pub fn total_text(total: i64) -> String {
     match total {
         0 => "No votes yet".to_string(),
+        n => votes_text(n),
+    }
+}
+
+/// "0 votes", "1 vote", "N votes".
+pub fn votes_text(count: i64) -> String {
+    match count {
         1 => "1 vote".to_string(),
         n => format!("{n} votes"),
     }
@@ -86,5 +93,6 @@ mod tests {
         assert_eq!(total_text(0), "No votes yet");
         assert_eq!(total_text(1), "1 vote");
         assert_eq!(total_text(2), "2 votes");
+        assert_eq!(votes_text(0), "0 votes");
     }
 }

@@ -24,8 +24,12 @@
     return shares;
   }
 
+  function votesText(n) {
+    return n === 1 ? "1 vote" : n + " votes";
+  }
+
   function totalText(n) {
-    return n === 0 ? "No votes yet" : n === 1 ? "1 vote" : n + " votes";
+    return n === 0 ? "No votes yet" : votesText(n);
   }
 
   function show(tally) {
@@ -35,7 +39,7 @@
       el.querySelector(".percent").textContent = percent + "%";
       el.querySelector(".fill").style.width = percent + "%";
       el.querySelector(".track").setAttribute("aria-valuenow", percent);
-      el.querySelector(".count").textContent = counts[i];
+      el.querySelector(".count").textContent = votesText(counts[i]);
     });
     total.textContent = totalText(tally.total);
   }

@@ -1,0 +1,161 @@
+//! The results page in headless Chromium, fed by the real vote service and
+//! the real worker: a vote cast in one window shows up in the other without
+//! a reload, and the page says when it lost its connection.
+
+mod support;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use fantoccini::{Client, Locator};
+use support::*;
+use test_servers::{free_port, Browser, Postgres, Redis};
+use tokio_util::sync::CancellationToken;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vote_appears_live_and_outages_are_shown() {
+    let redis = Redis::shared().fresh_db_url();
+    let pg = Postgres::start();
+    let database = pg.url();
+    let result_port = start_result(&database).await;
+    let vote_port = start_vote(&redis).await;
+    let shutdown = CancellationToken::new();
+    let worker =
+        worker::Config::parse_from(["worker", "--redis-url", &redis, "--database-url", &database]);
+    let worker = tokio::spawn(worker::run(worker, shutdown.clone()));
+
+    let browser = Browser::start();
+    let results = browser.session(1280, 900).await;
+    let results_url = format!("http://127.0.0.1:{result_port}/");
+    results.goto(&results_url).await.unwrap();
+    wait_for_text(&results, "#status", "Live").await;
+    assert_eq!(text(&results, "#total").await, "No votes yet");
+    assert_eq!(text(&results, ".option-a .percent").await, "50%");
+    assert_eq!(text(&results, ".option-b .percent").await, "50%");
+
+    let voter = browser.session(1280, 900).await;
+    voter
+        .goto(&format!("http://127.0.0.1:{vote_port}/"))
+        .await
+        .unwrap();
+    voter
+        .find(Locator::Css("button[value=a]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+
+    // The results window was never reloaded.
+    wait_for_text(&results, "#total", "1 vote").await;
+    wait_for_text(&results, ".option-a .percent", "100%").await;
+    assert_eq!(text(&results, ".option-b .percent").await, "0%");
+    wait_for_width(&results, ".option-a .fill", "100%").await;
+
+    // More voters (each a new client, so a new voter id), for a fuller picture.
+    for vote in ["a", "b", "b", "a", "b", "a", "a"] {
+        let response = reqwest::Client::new()
+            .post(format!("http://127.0.0.1:{vote_port}/"))
+            .form(&[("vote", vote)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 200);
+    }
+    wait_for_text(&results, "#total", "8 votes").await;
+    wait_for_text(&results, ".option-a .percent", "63%").await;
+    // 62.5 and 37.5: the tie goes to the first option.
+    assert_eq!(text(&results, ".option-b .percent").await, "37%");
+    assert_eq!(text(&results, ".option-a .count").await, "5 votes");
+    tokio::time::sleep(Duration::from_millis(600)).await; // the bars' transition
+    screenshot(&results, "result.png").await;
+
+    let phone = browser.session(390, 844).await;
+    phone.goto(&results_url).await.unwrap();
+    wait_for_text(&phone, "#status", "Live").await;
+    screenshot(&phone, "result-phone.png").await;
+
+    // Postgres goes away: the page says so and keeps the last tally...
+    pg.stop();
+    wait_for_text(&results, "#status", "Reconnecting…").await;
+    assert_eq!(text(&results, "#total").await, "8 votes");
+    screenshot(&results, "result-reconnecting.png").await;
+    // ...and picks up by itself when it is back.
+    pg.resume();
+    wait_for_text(&results, "#status", "Live").await;
+    voter
+        .find(Locator::Css("button[value=b]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for_text(&results, ".option-b .count", "4 votes").await;
+    wait_for_text(&results, "#total", "8 votes").await;
+
+    for session in [results, voter, phone] {
+        session.close().await.unwrap();
+    }
+    shutdown.cancel();
+    worker.await.unwrap().unwrap();
+}
+
+async fn start_vote(redis: &str) -> u16 {
+    let port = free_port();
+    let config =
+        vote::Config::parse_from(["vote", "--redis-url", redis, "--port", &port.to_string()]);
+    tokio::spawn(vote::rocket(config).launch());
+    wait_for_status(port, "/healthz", 200).await;
+    port
+}
+
+async fn text(client: &Client, css: &str) -> String {
+    client
+        .find(Locator::Css(css))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+async fn wait_for_text(client: &Client, css: &str, expected: &str) {
+    let mut seen = String::new();
+    let waiting = async {
+        loop {
+            seen = text(client, css).await;
+            if seen == expected {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    if tokio::time::timeout(PATIENCE, waiting).await.is_err() {
+        panic!("{css} shows {seen:?}, not {expected:?}");
+    }
+}
+
+async fn wait_for_width(client: &Client, css: &str, expected: &str) {
+    let waiting = async {
+        loop {
+            let element = client.find(Locator::Css(css)).await.unwrap();
+            let style = element.attr("style").await.unwrap().unwrap_or_default();
+            if style.contains(&format!("width: {expected}")) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(PATIENCE, waiting)
+        .await
+        .unwrap_or_else(|_| panic!("{css} never became {expected} wide"));
+}
+
+/// Into target/screenshots, never over tracked files.
+async fn screenshot(client: &Client, name: &str) {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    let png = client.screenshot().await.unwrap();
+    std::fs::write(dir.join(name), png).unwrap();
+}
