@@ -1,0 +1,13 @@
+use std::process::ExitCode;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli: e2e::Cli = ballot::config::parse();
+    match e2e::run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("e2e: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,143 @@
+//! The running stack as seen from the host: the vote form, the tally API
+//! and the tally websocket.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context};
+use ballot::Tally;
+use futures_util::{stream, StreamExt, TryStreamExt};
+use tokio::time::{sleep, timeout_at};
+use tokio_tungstenite::tungstenite::Message;
+
+/// Requests in flight while casting; enough to be quick, few enough that the
+/// check never becomes a load test.
+const CASTING_CONCURRENCY: usize = 8;
+
+pub struct Stack {
+    http: reqwest::Client,
+    vote_url: String,
+    result_url: String,
+}
+
+impl Stack {
+    pub fn new(vote_url: &str, result_url: &str) -> anyhow::Result<Self> {
+        // No cookie store: every ballot comes from a new voter.
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()?;
+        Ok(Stack {
+            http,
+            vote_url: vote_url.trim_end_matches('/').to_string(),
+            result_url: result_url.trim_end_matches('/').to_string(),
+        })
+    }
+
+    /// One ballot from a new voter, through the form as a browser posts it.
+    pub async fn vote(&self, option: &str) -> anyhow::Result<()> {
+        let response = self
+            .http
+            .post(format!("{}/", self.vote_url))
+            .form(&[("vote", option)])
+            .send()
+            .await
+            .with_context(|| format!("POST {}/", self.vote_url))?;
+        ensure!(
+            response.status() == reqwest::StatusCode::OK,
+            "POST {}/ answered {}",
+            self.vote_url,
+            response.status()
+        );
+        Ok(())
+    }
+
+    pub async fn cast(&self, count: u32, option: &str) -> anyhow::Result<()> {
+        stream::iter(0..count)
+            .map(|_| self.vote(option))
+            .buffer_unordered(CASTING_CONCURRENCY)
+            .try_collect::<()>()
+            .await
+    }
+
+    pub async fn tally(&self) -> anyhow::Result<Tally> {
+        let url = format!("{}/api/tally", self.result_url);
+        let response = self.http.get(&url).send().await.context(url.clone())?;
+        ensure!(
+            response.status().is_success(),
+            "GET {url} answered {}",
+            response.status()
+        );
+        response
+            .json()
+            .await
+            .with_context(|| format!("GET {url}: not a tally"))
+    }
+
+    /// Polls the tally API until it equals `expected`; how long that took.
+    pub async fn wait_for_tally(
+        &self,
+        expected: &Tally,
+        limit: Duration,
+    ) -> anyhow::Result<Duration> {
+        let start = Instant::now();
+        loop {
+            let seen = self.tally().await?;
+            if &seen == expected {
+                return Ok(start.elapsed());
+            }
+            if start.elapsed() > limit {
+                bail!(
+                    "after {limit:?} the tally is {} but should be {}",
+                    serde_json::to_string(&seen)?,
+                    serde_json::to_string(expected)?
+                );
+            }
+            sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// Opens the result websocket, votes through the vote form, and waits for
+    /// a message showing that one more vote; the time from vote to message.
+    pub async fn vote_reaches_websocket(
+        &self,
+        option: &str,
+        limit: Duration,
+    ) -> anyhow::Result<Duration> {
+        let ws_url = format!("{}/ws", self.result_url.replacen("http", "ws", 1));
+        let deadline = tokio::time::Instant::now() + limit;
+        let (mut socket, _) = timeout_at(deadline, tokio_tungstenite::connect_async(&ws_url))
+            .await
+            .with_context(|| format!("{ws_url}: no connection within {limit:?}"))?
+            .with_context(|| format!("{ws_url}: could not connect"))?;
+        let mut next_tally = async || -> anyhow::Result<Tally> {
+            loop {
+                let message = timeout_at(deadline, socket.next())
+                    .await
+                    .with_context(|| format!("{ws_url}: nothing new within {limit:?}"))?
+                    .with_context(|| format!("{ws_url}: closed"))??;
+                if let Message::Text(text) = message {
+                    return serde_json::from_str(&text).with_context(|| {
+                        format!("{ws_url} sent a message that is not a tally: {text}")
+                    });
+                }
+            }
+        };
+        let before = next_tally().await.context("no tally on connect")?;
+        let mut expected = before.clone();
+        *expected.votes.entry(option.to_string()).or_default() += 1;
+        expected.total += 1;
+
+        let cast = Instant::now();
+        self.vote(option).await?;
+        loop {
+            let seen = next_tally().await.with_context(|| {
+                format!(
+                    "waiting for {}",
+                    serde_json::to_string(&expected).unwrap_or_default()
+                )
+            })?;
+            if seen == expected {
+                return Ok(cast.elapsed());
+            }
+        }
+    }
+}
