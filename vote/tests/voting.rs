@@ -182,7 +182,10 @@ async fn percent_encoded_and_extra_fields_are_understood() {
     let (url, vote) = started().await;
     let page = vote.post(FORM, b"submit=go&vote=%61", None).await;
     assert_eq!(page.status, 200, "{}", page.body);
-    assert_eq!(queued(&url).await.len(), 1);
+    let with_charset = format!("{FORM}; charset=UTF-8");
+    let page = vote.post(&with_charset, b"vote=b", None).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert_eq!(queued(&url).await.len(), 2);
 }
 
 #[tokio::test]
