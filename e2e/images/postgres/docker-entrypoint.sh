@@ -34,12 +34,14 @@ initialise() {
         exit 1
     fi
     chmod 700 "$PGDATA" 2>/dev/null || true
-    local pwfile=()
+    # shellcheck disable=SC2086 # POSTGRES_INITDB_ARGS is a list of options
+    set -- initdb --username="$POSTGRES_USER" --auth-local=trust --auth-host="$HOST_AUTH" \
+        ${POSTGRES_INITDB_ARGS:-}
     if [[ -n ${POSTGRES_PASSWORD:-} ]]; then
-        pwfile=(--pwfile=<(printf '%s\n' "$POSTGRES_PASSWORD"))
+        "$@" --pwfile=<(printf '%s\n' "$POSTGRES_PASSWORD") >/dev/null
+    else
+        "$@" >/dev/null
     fi
-    initdb --username="$POSTGRES_USER" "${pwfile[@]}" --auth-local=trust \
-        --auth-host="$HOST_AUTH" ${POSTGRES_INITDB_ARGS:-} >/dev/null
     printf 'host all all all %s\n' "$HOST_AUTH" >>"$PGDATA/pg_hba.conf"
     printf "listen_addresses = '*'\n" >>"$PGDATA/postgresql.conf"
 
