@@ -64,10 +64,16 @@ wrk.body = "vote=a"
 wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
 LUA
 
+# Other work on the machine skews the numbers; say how busy it was.
+echo "load average before the run: $(cut -d' ' -f1-3 /proc/loadavg)"
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$vote_pid/stat"; }
+ticks_before=$(cpu_ticks)
 echo "wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency POST http://127.0.0.1:$vote_port/ (vote=a)"
 wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency -s "$work/post.lua" \
     "http://127.0.0.1:$vote_port/" | tee "$work/wrk.txt"
 
+ticks=$(($(cpu_ticks) - ticks_before))
+hz=$(getconf CLK_TCK)
 rps=$(awk '/^Requests\/sec:/ {print $2}' "$work/wrk.txt")
 p50=$(awk '$1 == "50%" {print $2}' "$work/wrk.txt")
 p99=$(awk '$1 == "99%" {print $2}' "$work/wrk.txt")
@@ -83,6 +89,10 @@ echo "votes/s:      $rps"
 echo "latency p50:  $p50"
 echo "latency p99:  $p99"
 echo "queued:       $queued ballots on Redis"
+requests=$(awk '/requests in/ {print $1}' "$work/wrk.txt")
+cpu=$(awk -v t="$ticks" -v hz="$hz" -v n="$requests" \
+    'BEGIN {printf "%.1f s, %.0f us per vote", t / hz, t / hz / n * 1e6}')
+echo "vote CPU:     $cpu"
 echo "vote RSS:     $rss after the run (peak $peak)"
 if [[ -n $failed || -n $errors ]]; then
     echo "bench: some requests failed: ${failed:+$failed non-2xx responses} $errors" >&2
