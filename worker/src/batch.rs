@@ -69,9 +69,10 @@ impl Batch {
                 Err(reason) => poison.push((index, reason.to_string())),
                 Ok(ballot) => {
                     let cast_at = ballot.cast_at.unwrap_or_else(|| clock.stamp());
-                    // On equal stamps the later entry in the queue wins.
+                    // On equal stamps the first one stays, as in Postgres,
+                    // so where batches split the queue cannot matter.
                     match latest.get(&ballot.voter_id) {
-                        Some((seen, _, _)) if *seen > cast_at => {}
+                        Some((seen, _, _)) if *seen >= cast_at => {}
                         _ => {
                             latest.insert(ballot.voter_id.clone(), (cast_at, index, ballot));
                         }
@@ -110,9 +111,9 @@ mod tests {
             r#"{"voter_id":"v1","vote":"b","cast_at":30}"#,
         ]);
         assert_eq!(batch.votes.voter_ids, ["v1", "v2"]);
-        assert_eq!(batch.votes.votes, ["b", "a"]);
+        assert_eq!(batch.votes.votes, ["a", "a"]);
         assert_eq!(batch.votes.cast_at, [30, 20]);
-        assert_eq!(batch.votes.entries, [3, 0]);
+        assert_eq!(batch.votes.entries, [1, 0]);
         assert!(batch.poison.is_empty());
     }
 

@@ -8,14 +8,14 @@ mod heartbeat;
 mod queue;
 mod store;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ballot::config::{DatabaseArgs, RedisArgs};
 use ballot::options::OptionArgs;
 use ballot::VoteOptions;
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 pub use batch::{Batch, Clock, Votes};
 
@@ -114,6 +114,7 @@ impl Worker {
         if shutdown.is_cancelled() {
             return false;
         }
+        let started = Instant::now();
         let entries = match self.queue.take().await {
             Ok(entries) => {
                 self.redis_health.up();
@@ -124,13 +125,16 @@ impl Worker {
         if entries.is_empty() {
             return true;
         }
+        let taken = started.elapsed();
         let batch = Batch::sort_out(&entries, &self.options, &mut self.clock);
+        let sorted = started.elapsed();
         for (index, reason) in &batch.poison {
             warn!(entry = %preview(&entries[*index]), %reason, "dead-lettering a poison ballot");
         }
         let Some(refused) = self.commit(&batch.votes, shutdown).await else {
             return false;
         };
+        let committed = started.elapsed();
         for (index, reason) in &refused {
             warn!(entry = %preview(&entries[*index]), %reason, "dead-lettering a ballot Postgres refused");
         }
@@ -145,6 +149,16 @@ impl Worker {
             match self.queue.finish(&dead).await {
                 Ok(()) => {
                     self.redis_health.up();
+                    debug!(
+                        entries = entries.len(),
+                        voters = batch.votes.len(),
+                        dead = dead.len(),
+                        ?taken,
+                        sort = ?(sorted - taken),
+                        commit = ?(committed - sorted),
+                        finish = ?(started.elapsed() - committed),
+                        "batch done"
+                    );
                     return true;
                 }
                 // Committed but not cleared: a replay later is a no-op.
@@ -171,7 +185,7 @@ impl Worker {
                     return Some(refused);
                 }
                 Err(Failure::Conflict(e)) => {
-                    tracing::debug!(error = %store::explain(&e), "write conflict; retrying");
+                    debug!(error = %store::explain(&e), "write conflict; retrying");
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
                 Err(Failure::Outage(e)) => {
