@@ -24,6 +24,9 @@ use heartbeat::Heartbeat;
 use queue::Queue;
 use store::{Failure, Store};
 
+/// How long shutdown waits for a commit already under way.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+
 /// Settings, each an environment variable and a `--flag`.
 #[derive(Parser, Clone, Debug)]
 #[command(name = "worker", about = "Moves ballots from Redis into Postgres")]
@@ -179,7 +182,17 @@ impl Worker {
         shutdown: &CancellationToken,
     ) -> Option<Vec<(usize, String)>> {
         loop {
-            match self.store.save(votes).await {
+            // A commit under way when shutdown comes gets a short grace; if
+            // abandoned, the batch is handed back and its replay is a no-op.
+            let grace = async {
+                shutdown.cancelled().await;
+                tokio::time::sleep(SHUTDOWN_GRACE).await;
+            };
+            let saved = tokio::select! {
+                saved = self.store.save(votes) => saved,
+                () = grace => return None,
+            };
+            match saved {
                 Ok(refused) => {
                     self.postgres_health.up();
                     return Some(refused);

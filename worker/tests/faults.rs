@@ -21,6 +21,7 @@ async fn redis_stopped_and_resumed_mid_stream_loses_nothing() {
     enqueue(&mut redis, &json(&cast)).await;
     let worker = InProcess::start(&redis_url, &db_url, &["--batch-size", "100"]);
     wait_queue_below(&mut redis, 25_000).await;
+    assert!(queued(&mut redis).await.0 > 0, "drained before the outage");
 
     let _server = tokio::task::spawn_blocking(move || {
         redis_server.stop();
@@ -47,6 +48,7 @@ async fn postgres_stopped_and_resumed_mid_stream_loses_nothing() {
     enqueue(&mut redis, &json(&cast)).await;
     let worker = InProcess::start(&redis_url, &db_url, &["--batch-size", "100"]);
     wait_queue_below(&mut redis, 25_000).await;
+    assert!(queued(&mut redis).await.0 > 0, "drained before the outage");
 
     let pg = tokio::task::spawn_blocking(move || {
         pg.stop();
@@ -165,4 +167,16 @@ async fn sigterm_hands_back_or_finishes_the_batch_and_exits_zero() {
     wait_drained(&mut redis, DRAIN).await;
     rest.stop().await;
     assert_stored(&postgres(&db_url).await, &last_ballots(&cast)).await;
+}
+
+#[test]
+fn a_bad_setting_stops_the_binary_with_one_line_naming_it() {
+    let output = Command::new(env!("CARGO_BIN_EXE_worker"))
+        .env("BATCH_SIZE", "0")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("BATCH_SIZE"), "{stderr}");
 }
