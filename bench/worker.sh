@@ -146,5 +146,5 @@ run() { # run WORKERS
 	echo "  exact: every voter's latest ballot stored, tallies == GROUP BY == expected"
 }
 
-echo "$BALLOTS ballots from $VOTERS voters, BATCH_SIZE=$BATCH_SIZE, $(nproc) cores"
+echo "$BALLOTS ballots from $VOTERS voters, BATCH_SIZE=$BATCH_SIZE, $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 for workers in $WORKERS; do run "$workers"; done
