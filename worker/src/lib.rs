@@ -17,7 +17,7 @@ use clap::Parser;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-pub use batch::{Batch, Clock, Votes};
+use batch::{Batch, Clock, Votes};
 
 use health::Health;
 use heartbeat::Heartbeat;

@@ -64,6 +64,39 @@ async fn postgres_stopped_and_resumed_mid_stream_loses_nothing() {
     assert_stored(&postgres(&pg.url()).await, &last_ballots(&cast)).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn started_while_postgres_is_down_it_waits_then_drains() {
+    let redis_url = Redis::shared().fresh_db_url();
+    let pg = Postgres::start();
+    let db_url = pg.url();
+    let pg = tokio::task::spawn_blocking(move || {
+        pg.stop();
+        pg
+    })
+    .await
+    .unwrap();
+    let mut redis = redis(&redis_url).await;
+    let cast = ballots(1_000, 400);
+    enqueue(&mut redis, &json(&cast)).await;
+    let worker = InProcess::start(&redis_url, &db_url, &[]);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        queued(&mut redis).await.0,
+        1_000,
+        "took ballots it cannot store"
+    );
+
+    let pg = tokio::task::spawn_blocking(move || {
+        pg.resume();
+        pg
+    })
+    .await
+    .unwrap();
+    wait_drained(&mut redis, DRAIN).await;
+    worker.stop().await;
+    assert_stored(&postgres(&pg.url()).await, &last_ballots(&cast)).await;
+}
+
 /// The worker binary, killed when the test ends however it ends.
 struct Process(Child);
 
