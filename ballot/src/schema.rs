@@ -15,8 +15,11 @@ const MIGRATION_LOCK: i64 = 0x766f_7465_7321;
 
 /// Creates or upgrades the schema. Safe to run from many processes at once.
 pub async fn migrate(client: &Client) -> Result<(), Error> {
-    let script =
-        format!("BEGIN; SELECT pg_advisory_xact_lock({MIGRATION_LOCK}); {SCHEMA}; COMMIT;");
+    // The "already exists, skipping" notices of a re-run are noise.
+    let script = format!(
+        "BEGIN; SET LOCAL client_min_messages = warning; \
+         SELECT pg_advisory_xact_lock({MIGRATION_LOCK}); {SCHEMA}; COMMIT;"
+    );
     let result = client.batch_execute(&script).await;
     if result.is_err() {
         // A failed script leaves its transaction open on this connection.
