@@ -73,7 +73,7 @@ build_slim() {
 # glibc, libgcc, CA certificates, passwd entries; no shell, no package manager.
 build_distroless() {
     debootstrap_once
-    local image=$scratch/distroless path
+    local image=$scratch/distroless
     mkdir -p "$image"/{etc/ssl/certs,tmp,home/nonroot,usr/bin,usr/sbin,usr/lib,usr/lib64}
     chmod 1777 "$image/tmp"
     chown 65532:65532 "$image/home/nonroot"
@@ -83,11 +83,10 @@ build_distroless() {
     arch=$(dpkg --print-architecture)
     cat "$rootfs"/var/lib/dpkg/info/{libc6,libgcc-s1}:"$arch".list | sort -u |
         while read -r path; do
-            if [[ -f $rootfs$path || -L $rootfs$path ]]; then
-                mkdir -p "$image$(dirname "$path")"
-                cp -a "$rootfs$path" "$image$path"
-            fi
-        done
+            if [[ -f $rootfs$path || -L $rootfs$path ]]; then echo ".$path"; fi
+        done >"$scratch/distroless.files"
+    tar -C "$rootfs" -c --no-recursion -T "$scratch/distroless.files" |
+        tar -C "$image" -x --keep-directory-symlink
     cp -a "$rootfs"/etc/{ld.so.cache,nsswitch.conf,os-release} "$image/etc/"
     cp -a "$rootfs/usr/lib/os-release" "$image/usr/lib/"
     cp /etc/ssl/certs/ca-certificates.crt "$image/etc/ssl/certs/"

@@ -22,7 +22,7 @@ phase() {
 }
 end_phase() {
     if [[ -n $phase_name ]]; then
-        timings+=("$(printf '%-34s %5ss' "$phase_name" $((SECONDS - phase_start)))")
+        timings+=("$(printf '%-44s %5ss' "$phase_name" $((SECONDS - phase_start)))")
     fi
     phase_name=
 }
@@ -79,7 +79,7 @@ e2e/offline-images.sh
 
 phase "check tool (cargo build -p e2e)"
 cargo build -q -p e2e
-check() { target/debug/e2e --timeout "$CONVERGE_WITHIN" "$@"; }
+check() { cargo run -q -p e2e -- --timeout "$CONVERGE_WITHIN" "$@"; }
 
 phase "service images (compose build)"
 compose build
