@@ -22,7 +22,7 @@ pub struct Config {
     pub redis: RedisArgs,
 
     /// Port to serve the page on (all interfaces).
-    #[arg(long, env = "PORT", default_value_t = 5000)]
+    #[arg(long, env = "PORT", default_value_t = 5000, global = true)]
     pub port: u16,
 
     #[command(flatten)]
