@@ -31,12 +31,9 @@ impl DatabaseArgs {
 }
 
 fn redis_url(value: &str) -> Result<String, String> {
-    let known = ["redis://", "rediss://", "redis+unix://", "unix://"];
-    if known.iter().any(|scheme| value.starts_with(scheme)) {
-        Ok(value.to_string())
-    } else {
-        Err("expected a URL like redis://host:6379".into())
-    }
+    redis::Client::open(value)
+        .map(|_| value.to_string())
+        .map_err(|e| format!("expected a URL like redis://host:6379 ({e})"))
 }
 
 fn database_url(value: &str) -> Result<String, String> {
@@ -83,8 +80,10 @@ mod tests {
 
     #[test]
     fn bad_urls_name_the_setting() {
-        let err = Cli::try_parse_from(["x", "--redis-url", "localhost"]).unwrap_err();
-        assert!(err.to_string().contains("REDIS_URL"), "{err}");
+        for bad in ["localhost", "redis://host:notaport"] {
+            let err = Cli::try_parse_from(["x", "--redis-url", bad]).unwrap_err();
+            assert!(err.to_string().contains("REDIS_URL"), "{err}");
+        }
         let err = Cli::try_parse_from(["x", "--database-url", "nope"]).unwrap_err();
         assert!(err.to_string().contains("DATABASE_URL"), "{err}");
     }

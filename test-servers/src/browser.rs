@@ -1,3 +1,4 @@
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -5,7 +6,7 @@ use std::time::Duration;
 use hyper_util::client::legacy::connect::HttpConnector;
 use tempfile::TempDir;
 
-use crate::process::{self, find_binary, free_port, port_open, spawn, wait_until};
+use crate::process::{find_binary, free_port, port_open, spawn, wait_until};
 
 /// Headless Chromium driven through a real `chromedriver` (WebDriver).
 pub struct Browser {
@@ -25,6 +26,9 @@ impl Browser {
             .expect("temp dir");
         let log = profile.path().join("chromedriver.log");
         let mut command = Command::new(chromedriver);
+        // Its own process group, so the Chromium instances it starts are
+        // killed with it even when a test never closed its session.
+        command.process_group(0);
         command
             .arg(format!("--port={port}"))
             .arg(format!("--log-path={}", log.display()))
@@ -73,7 +77,8 @@ impl Browser {
 impl Drop for Browser {
     fn drop(&mut self) {
         if let Some(mut child) = self.process.lock().unwrap().take() {
-            process::stop(&mut child, libc::SIGKILL);
+            unsafe { libc::kill(-(child.id() as libc::pid_t), libc::SIGKILL) };
+            let _ = child.wait();
         }
     }
 }

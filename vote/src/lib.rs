@@ -56,7 +56,7 @@ pub fn rocket(config: Config) -> rocket::Rocket<rocket::Build> {
         options,
         hostname: hostname(),
         ballot_box: BallotBox::new(&config.redis.redis_url)
-            .expect("REDIS_URL is checked before start (see `check`)"),
+            .expect("REDIS_URL is checked when parsed"),
     };
     // Rocket's own per-request log lines are costly at high request rates;
     // tracing (RUST_LOG) carries what matters.
@@ -67,14 +67,6 @@ pub fn rocket(config: Config) -> rocket::Rocket<rocket::Build> {
     rocket::custom(figment)
         .manage(app)
         .mount("/", routes::routes())
-}
-
-/// Settings clap cannot check alone: the one line to print if one is bad.
-pub fn check(config: &Config) -> Result<(), String> {
-    match BallotBox::new(&config.redis.redis_url) {
-        Ok(_) => Ok(()),
-        Err(e) => Err(format!("error: invalid value for REDIS_URL: {e}")),
-    }
 }
 
 /// The container ID under Docker (its hostname), else the machine's name.
