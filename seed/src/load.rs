@@ -150,8 +150,10 @@ impl Run {
             let Some(second) = self.load.plan.second_choice(voter) else {
                 continue;
             };
-            // The same voter votes again only if we send back its cookie.
+            // The same voter votes again only if we send back its cookie;
+            // without one, the second ballot counts as a failed request.
             let Some(cookie) = accepted.voter_cookie else {
+                self.count_request(&mut sent);
                 self.fail(&mut sent, "no voter_id cookie to vote again with", None);
                 continue;
             };
@@ -189,8 +191,7 @@ impl Run {
             request = request.header(COOKIE, cookie);
         }
         let began = Instant::now();
-        sent.requests += 1;
-        self.counters.requests.fetch_add(1, Ordering::Relaxed);
+        self.count_request(sent);
         let response = match request.send().await {
             Ok(response) => response,
             Err(e) => {
@@ -213,6 +214,11 @@ impl Run {
             .saturating_record(began.elapsed().as_micros() as u64);
         sent.succeeded += 1;
         Some(Accepted { voter_cookie })
+    }
+
+    fn count_request(&self, sent: &mut Sent) {
+        sent.requests += 1;
+        self.counters.requests.fetch_add(1, Ordering::Relaxed);
     }
 
     fn fail(&self, sent: &mut Sent, kind: &str, error: Option<&reqwest::Error>) {

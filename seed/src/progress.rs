@@ -1,12 +1,13 @@
 //! Progress while ballots go out: a bar on a terminal, a plain line every few
 //! seconds anywhere else (containers, CI logs), both on stderr.
 
+use std::fmt;
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{ProgressBar, ProgressState, ProgressStyle};
 use tokio::task::JoinHandle;
 
 const LINE_EVERY: Duration = Duration::from_secs(2);
@@ -71,16 +72,19 @@ fn terminal_bar(planned: Option<u64>) -> ProgressBar {
     let (bar, template) = match planned {
         Some(n) => (
             ProgressBar::new(n),
-            "{elapsed_precise} [{bar:40}] {pos}/{len} requests, {per_sec}, {msg}",
+            "{elapsed_precise} [{bar:30}] {pos}/{len} requests, {rate}, {msg}",
         ),
         None => (
             ProgressBar::new_spinner(),
-            "{elapsed_precise} {spinner} {pos} requests, {per_sec}, {msg}",
+            "{elapsed_precise} {spinner} {pos} requests, {rate}, {msg}",
         ),
     };
     bar.set_style(
         ProgressStyle::with_template(template)
             .expect("valid template")
+            .with_key("rate", |state: &ProgressState, w: &mut dyn fmt::Write| {
+                let _ = write!(w, "{:.0} req/s", state.per_sec());
+            })
             .progress_chars("=> "),
     );
     bar
