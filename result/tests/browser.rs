@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use clap::Parser;
 use fantoccini::{Client, Locator};
+use futures_util::FutureExt;
+use std::panic::AssertUnwindSafe;
 use support::*;
 use test_servers::{free_port, Browser, Postgres, Redis};
 use tokio_util::sync::CancellationToken;
@@ -26,15 +28,34 @@ async fn a_vote_appears_live_and_outages_are_shown() {
     let worker = tokio::spawn(worker::run(worker, shutdown.clone()));
 
     let browser = Browser::start();
-    let results = browser.session(1280, 900).await;
+    let sessions = [
+        browser.session(1280, 900).await,
+        browser.session(1280, 900).await,
+        browser.session(390, 844).await,
+    ];
+    // Closed whatever happens, so no browser outlives a failed run.
+    let outcome = AssertUnwindSafe(vote_and_watch(&sessions, &pg, result_port, vote_port))
+        .catch_unwind()
+        .await;
+    for session in sessions {
+        let _ = session.close().await;
+    }
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+    shutdown.cancel();
+    worker.await.unwrap().unwrap();
+}
+
+async fn vote_and_watch(sessions: &[Client; 3], pg: &Postgres, result_port: u16, vote_port: u16) {
+    let [results, voter, phone] = sessions;
     let results_url = format!("http://127.0.0.1:{result_port}/");
     results.goto(&results_url).await.unwrap();
-    wait_for_text(&results, "#status", "Live").await;
-    assert_eq!(text(&results, "#total").await, "No votes yet");
-    assert_eq!(text(&results, ".option-a .percent").await, "50%");
-    assert_eq!(text(&results, ".option-b .percent").await, "50%");
+    wait_for_text(results, "#status", "Live").await;
+    assert_eq!(text(results, "#total").await, "No votes yet");
+    assert_eq!(text(results, ".option-a .percent").await, "50%");
+    assert_eq!(text(results, ".option-b .percent").await, "50%");
 
-    let voter = browser.session(1280, 900).await;
     voter
         .goto(&format!("http://127.0.0.1:{vote_port}/"))
         .await
@@ -48,10 +69,10 @@ async fn a_vote_appears_live_and_outages_are_shown() {
         .unwrap();
 
     // The results window was never reloaded.
-    wait_for_text(&results, "#total", "1 vote").await;
-    wait_for_text(&results, ".option-a .percent", "100%").await;
-    assert_eq!(text(&results, ".option-b .percent").await, "0%");
-    wait_for_width(&results, ".option-a .fill", "100%").await;
+    wait_for_text(results, "#total", "1 vote").await;
+    wait_for_text(results, ".option-a .percent", "100%").await;
+    assert_eq!(text(results, ".option-b .percent").await, "0%");
+    wait_for_width(results, ".option-a .fill", "100%").await;
 
     // More voters (each a new client, so a new voter id), for a fuller picture.
     for vote in ["a", "b", "b", "a", "b", "a", "a"] {
@@ -63,27 +84,26 @@ async fn a_vote_appears_live_and_outages_are_shown() {
             .unwrap();
         assert_eq!(response.status().as_u16(), 200);
     }
-    wait_for_text(&results, "#total", "8 votes").await;
-    wait_for_text(&results, ".option-a .percent", "63%").await;
+    wait_for_text(results, "#total", "8 votes").await;
+    wait_for_text(results, ".option-a .percent", "63%").await;
     // 62.5 and 37.5: the tie goes to the first option.
-    assert_eq!(text(&results, ".option-b .percent").await, "37%");
-    assert_eq!(text(&results, ".option-a .count").await, "5 votes");
+    assert_eq!(text(results, ".option-b .percent").await, "37%");
+    assert_eq!(text(results, ".option-a .count").await, "5 votes");
     tokio::time::sleep(Duration::from_millis(600)).await; // the bars' transition
-    screenshot(&results, "result.png").await;
+    screenshot(results, "result.png").await;
 
-    let phone = browser.session(390, 844).await;
     phone.goto(&results_url).await.unwrap();
-    wait_for_text(&phone, "#status", "Live").await;
-    screenshot(&phone, "result-phone.png").await;
+    wait_for_text(phone, "#status", "Live").await;
+    screenshot(phone, "result-phone.png").await;
 
     // Postgres goes away: the page says so and keeps the last tally...
     pg.stop();
-    wait_for_text(&results, "#status", "Reconnecting…").await;
-    assert_eq!(text(&results, "#total").await, "8 votes");
-    screenshot(&results, "result-reconnecting.png").await;
+    wait_for_text(results, "#status", "Reconnecting…").await;
+    assert_eq!(text(results, "#total").await, "8 votes");
+    screenshot(results, "result-reconnecting.png").await;
     // ...and picks up by itself when it is back.
     pg.resume();
-    wait_for_text(&results, "#status", "Live").await;
+    wait_for_text(results, "#status", "Live").await;
     voter
         .find(Locator::Css("button[value=b]"))
         .await
@@ -91,14 +111,8 @@ async fn a_vote_appears_live_and_outages_are_shown() {
         .click()
         .await
         .unwrap();
-    wait_for_text(&results, ".option-b .count", "4 votes").await;
-    wait_for_text(&results, "#total", "8 votes").await;
-
-    for session in [results, voter, phone] {
-        session.close().await.unwrap();
-    }
-    shutdown.cancel();
-    worker.await.unwrap().unwrap();
+    wait_for_text(results, ".option-b .count", "4 votes").await;
+    wait_for_text(results, "#total", "8 votes").await;
 }
 
 async fn start_vote(redis: &str) -> u16 {
