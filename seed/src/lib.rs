@@ -20,7 +20,6 @@ pub use load::Sent;
 pub use report::Summary;
 pub use verify::Verification;
 
-use load::Load;
 use plan::Plan;
 use progress::{Counters, Progress};
 
@@ -47,44 +46,27 @@ pub async fn run_until(config: Config, stop: CancellationToken) -> anyhow::Resul
         .redirect(redirect::Policy::none())
         .build()
         .context("cannot set up the HTTP client")?;
-
     let tally_url = config.verify.as_ref().map(verify::tally_url).transpose()?;
+
     let ready = stop
-        .run_until_cancelled(async {
-            verify::wait_until_up(&client, &config.url, config.timeout).await?;
-            match &tally_url {
-                Some(url) => Ok(Some(
-                    verify::tally_when_up(&client, url, config.timeout).await?,
-                )),
-                None => anyhow::Ok(None),
-            }
-        })
+        .run_until_cancelled(tally_before(&client, &config, tally_url.as_ref()))
         .await;
     let Some(before) = ready.transpose()? else {
         return Ok(Summary {
-            target: config.url,
             sent: Sent::new(config.split.0.len()),
+            target: config.url,
             verification: None,
             stopped: true,
         });
     };
 
-    let voter_limit = config.voter_limit();
-    let plan = Plan::new(&config.split, voter_limit, config.changes);
-    let planned = voter_limit.map(|voters| voters + plan.changes_among(voters));
+    let plan = Plan::new(&config.split, config.voter_limit(), config.changes);
+    let planned = config
+        .voter_limit()
+        .map(|voters| voters + plan.changes_among(voters));
     let counters = Arc::new(Counters::default());
     let progress = Progress::start(Arc::clone(&counters), planned);
-    let load = Load {
-        client: client.clone(),
-        url: config.url.clone(),
-        plan,
-        concurrency: config.concurrency,
-        voter_limit,
-        duration: config.duration,
-        rate: config.rate,
-        options: config.split.0.len(),
-    };
-    let sent = load::cast(load, counters, stop.clone()).await;
+    let sent = load::cast(client.clone(), &config, plan, counters, stop.clone()).await;
     progress.finish();
     let sent = sent?;
 
@@ -102,6 +84,22 @@ pub async fn run_until(config: Config, stop: CancellationToken) -> anyhow::Resul
         verification,
         stopped: stop.is_cancelled(),
     })
+}
+
+/// Waits for the vote service to answer, and with `--verify` for the result
+/// service too, whose tally before we start it returns.
+async fn tally_before(
+    client: &Client,
+    config: &Config,
+    tally_url: Option<&reqwest::Url>,
+) -> anyhow::Result<Option<ballot::Tally>> {
+    verify::wait_until_up(client, &config.url, config.timeout).await?;
+    match tally_url {
+        Some(url) => Ok(Some(
+            verify::tally_when_up(client, url, config.timeout).await?,
+        )),
+        None => Ok(None),
+    }
 }
 
 /// The innermost cause of an error: "Connection refused (os error 111)"

@@ -14,6 +14,7 @@ use reqwest::{Client, Url};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::config::Config;
 use crate::plan::{Plan, OPTION_IDS};
 use crate::progress::Counters;
 
@@ -83,38 +84,34 @@ impl Sent {
     }
 }
 
-pub struct Load {
-    pub client: Client,
-    pub url: Url,
-    pub plan: Plan,
-    pub concurrency: u16,
-    pub voter_limit: Option<u64>,
-    pub duration: Option<Duration>,
-    pub rate: Option<f64>,
-    pub options: usize,
-}
-
-/// Casts every planned ballot and waits for the last answer.
-/// Stops starting voters once `stop` is cancelled.
+/// Casts every planned ballot and waits for the last answer. Stops starting
+/// voters once `stop` is cancelled.
 pub async fn cast(
-    load: Load,
+    client: Client,
+    config: &Config,
+    plan: Plan,
     counters: Arc<Counters>,
     stop: CancellationToken,
 ) -> anyhow::Result<Sent> {
     let started = Instant::now();
+    let options = config.split.0.len();
     let run = Arc::new(Run {
-        deadline: load.duration.map(|d| started + d),
-        pacer: load.rate.map(|rate| Pacer::new(started, rate)),
+        client,
+        url: config.url.clone(),
+        plan,
+        voter_limit: config.voter_limit(),
+        options,
+        deadline: config.duration.map(|d| started + d),
+        pacer: config.rate.map(|rate| Pacer::new(started, rate)),
         next_voter: AtomicU64::new(0),
         warned: AtomicBool::new(false),
         counters,
         stop,
-        load,
     });
-    let tasks: Vec<_> = (0..run.load.concurrency)
+    let tasks: Vec<_> = (0..config.concurrency)
         .map(|_| tokio::spawn(Arc::clone(&run).vote_as_new_voters()))
         .collect();
-    let mut sent = Sent::new(run.load.options);
+    let mut sent = Sent::new(options);
     for task in tasks {
         sent.merge(task.await?);
     }
@@ -123,7 +120,11 @@ pub async fn cast(
 }
 
 struct Run {
-    load: Load,
+    client: Client,
+    url: Url,
+    plan: Plan,
+    voter_limit: Option<u64>,
+    options: usize,
     deadline: Option<Instant>,
     pacer: Option<Pacer>,
     next_voter: AtomicU64,
@@ -139,15 +140,15 @@ struct Accepted {
 
 impl Run {
     async fn vote_as_new_voters(self: Arc<Self>) -> Sent {
-        let mut sent = Sent::new(self.load.options);
+        let mut sent = Sent::new(self.options);
         while let Some(voter) = self.take_voter() {
-            let first = self.load.plan.first_choice(voter);
+            let first = self.plan.first_choice(voter);
             let Some(accepted) = self.post(first, None, &mut sent).await else {
                 continue;
             };
             sent.voters += 1;
             sent.counted[first] += 1;
-            let Some(second) = self.load.plan.second_choice(voter) else {
+            let Some(second) = self.plan.second_choice(voter) else {
                 continue;
             };
             // The same voter votes again only if we send back its cookie;
@@ -171,10 +172,7 @@ impl Run {
             return None;
         }
         let voter = self.next_voter.fetch_add(1, Ordering::Relaxed);
-        self.load
-            .voter_limit
-            .is_none_or(|n| voter < n)
-            .then_some(voter)
+        self.voter_limit.is_none_or(|n| voter < n).then_some(voter)
     }
 
     async fn post(&self, choice: usize, cookie: Option<&str>, sent: &mut Sent) -> Option<Accepted> {
@@ -182,9 +180,8 @@ impl Run {
             pacer.wait_turn().await;
         }
         let mut request = self
-            .load
             .client
-            .post(self.load.url.clone())
+            .post(self.url.clone())
             .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
             .body(FORM_BODIES[choice]);
         if let Some(cookie) = cookie {
