@@ -24,8 +24,8 @@ pub struct Config {
     #[arg(env = "SEED_URL", default_value = "http://127.0.0.1:5000/", value_parser = http_url)]
     pub url: Url,
 
-    /// Ballots to cast, each from a new voter. With --duration: an upper bound
-    /// (default: none).
+    /// Ballots to cast, each from a new voter [default: 3000]. With
+    /// --duration: an upper bound, none unless given.
     #[arg(long, env = "SEED_VOTES", value_parser = clap::value_parser!(u64).range(1..))]
     pub votes: Option<u64>,
 
