@@ -21,6 +21,11 @@ LATENCY_BALLOTS=1000
 LATENCY_RATE=200
 
 cd "$(dirname "$0")/.."
+for tool in redis-server curl python3 /usr/bin/time; do
+	command -v "$tool" >/dev/null || { echo "bench/system.sh needs $tool" >&2; exit 2; }
+done
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 ||
+	{ echo "bench/system.sh needs PostgreSQL: apt-get install postgresql" >&2; exit 2; }
 echo "building release binaries..." >&2
 cargo build --release --quiet -p vote -p worker -p result -p seed --bins
 cargo build --release --quiet -p seed --example ballot_latency
