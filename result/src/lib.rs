@@ -65,3 +65,26 @@ pub fn rocket(config: Config) -> rocket::Rocket<rocket::Build> {
             })
         }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_defaults_to_5001() {
+        let command = <Config as clap::CommandFactory>::command();
+        let port = command
+            .get_arguments()
+            .find(|a| a.get_id() == "port")
+            .unwrap();
+        assert_eq!(port.get_default_values(), ["5001"]);
+    }
+
+    #[test]
+    fn a_bad_setting_is_named() {
+        let error = Config::try_parse_from(["result", "--port", "five"]).unwrap_err();
+        assert!(error.to_string().contains("PORT"), "{error}");
+        let error = Config::try_parse_from(["result", "--database-url", "db"]).unwrap_err();
+        assert!(error.to_string().contains("DATABASE_URL"), "{error}");
+    }
+}
