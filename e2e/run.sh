@@ -155,4 +155,15 @@ compose start worker
 check wait-tally --since "$before" --plus b=500
 [[ $(queued) == 0 ]] || fail "$(queued) ballots still queued"
 [[ $(redis_cli llen votes:dead) == 0 ]] || fail "valid ballots were dead-lettered"
+
+phase "graceful stop (SIGTERM)"
+services=(vote result worker redis db)
+ids=()
+for service in "${services[@]}"; do ids+=("$(container "$service")"); done
+compose stop
+for i in "${!services[@]}"; do
+    code=$(docker inspect -f '{{.State.ExitCode}}' "${ids[$i]}")
+    [[ $code == 0 ]] || fail "${services[$i]} exited $code on SIGTERM"
+done
+echo "every service exited 0 on SIGTERM"
 end_phase
