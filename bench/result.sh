@@ -11,6 +11,7 @@
 #
 # Only loopback servers in a temp dir; everything is removed on exit.
 set -euo pipefail
+. "$(dirname "$0")/servers.sh"
 
 BALLOTS=${1:-10000}
 RATE=${2:-1000}
@@ -29,39 +30,11 @@ RESULT=$PWD/target/release/result
 WORKER=$PWD/target/release/worker
 CLIENT=$PWD/target/release/examples/result_bench
 
-PG_BIN=$(dirname "$(readlink -f "$(ls -d /usr/lib/postgresql/*/bin/initdb | sort -V | tail -1)")")
-TMP=$(mktemp -d /tmp/bench-result.XXXXXX)
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-REDIS_PORT=$(free_port)
-PG_PORT=$(free_port)
+init_servers result
+start_redis
+start_postgres
 PORT=$(free_port)
-PIDS=()
-
-as_postgres() {
-	if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
-}
-
-cleanup() {
-	for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-	as_postgres "$PG_BIN/pg_ctl" -D "$TMP/pg" -m immediate stop >/dev/null 2>&1 || true
-	wait 2>/dev/null || true
-	rm -rf "$TMP"
-}
-trap cleanup EXIT
-
-redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no \
-	--dir "$TMP" --logfile "$TMP/redis.log" --daemonize no &
-PIDS+=($!)
-
-mkdir -p "$TMP/pg"
-[ "$(id -u)" = 0 ] && chown postgres "$TMP" "$TMP/pg"
-as_postgres "$PG_BIN/initdb" -D "$TMP/pg" -U postgres -A trust -E UTF8 --locale=C >/dev/null
-as_postgres "$PG_BIN/pg_ctl" -D "$TMP/pg" -l "$TMP/pg/log" -w start \
-	-o "-p $PG_PORT -k $TMP -c listen_addresses=127.0.0.1" >/dev/null
-
-export REDIS_URL=redis://127.0.0.1:$REDIS_PORT
-export DATABASE_URL=postgres://postgres@127.0.0.1:$PG_PORT/postgres
-export RUST_LOG=warn
+export REDIS_URL DATABASE_URL RUST_LOG=warn
 
 PORT=$PORT "$RESULT" &
 RESULT_PID=$!
@@ -77,7 +50,7 @@ curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null || {
 	exit 1
 }
 
-echo "$(nproc) cores; postgres fsync=$(as_postgres "$PG_BIN/psql" -h 127.0.0.1 -p "$PG_PORT" -U postgres -qAt -c 'SHOW fsync'); result, worker and clients share the machine"
+echo "$(nproc) cores; postgres fsync=$(pg_sql -c 'SHOW fsync'); result, worker and clients share the machine"
 "$CLIENT" --port "$PORT" latency --redis-url "$REDIS_URL" --ballots "$BALLOTS" --rate "$RATE"
 "$CLIENT" --port "$PORT" fanout --database-url "$DATABASE_URL" --clients "$CLIENTS" --pid "$RESULT_PID"
 

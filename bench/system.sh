@@ -14,6 +14,7 @@
 #
 # Everything it starts is stopped and its temp dir removed on exit.
 set -euo pipefail
+. "$(dirname "$0")/servers.sh"
 
 VOTES=${1:-50000}
 CONCURRENCY=${2:-50}
@@ -21,7 +22,7 @@ LATENCY_BALLOTS=1000
 LATENCY_RATE=200
 
 cd "$(dirname "$0")/.."
-for tool in redis-server curl python3 /usr/bin/time; do
+for tool in redis-server redis-cli curl python3 /usr/bin/time; do
 	command -v "$tool" >/dev/null || { echo "bench/system.sh needs $tool" >&2; exit 2; }
 done
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 ||
@@ -31,32 +32,11 @@ cargo build --release --quiet -p vote -p worker -p result -p seed --bins
 cargo build --release --quiet -p seed --example ballot_latency
 BIN=$PWD/target/release
 
-PG_BIN=$(dirname "$(readlink -f "$(ls -d /usr/lib/postgresql/*/bin/initdb | sort -V | tail -1)")")
-TMP=$(mktemp -d /tmp/bench-system.XXXXXX)
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-REDIS_PORT=$(free_port)
-PG_PORT=$(free_port)
+init_servers system
 VOTE_PORT=$(free_port)
 RESULT_PORT=$(free_port)
 VOTE_URL=http://127.0.0.1:$VOTE_PORT/
 RESULT_URL=http://127.0.0.1:$RESULT_PORT/
-PIDS=()
-
-# Postgres refuses to run as root.
-as_postgres() {
-	if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
-}
-
-# Newest first: the worker hands its batch back before Redis goes away.
-cleanup() {
-	for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
-		kill "${PIDS[i]}" 2>/dev/null && wait "${PIDS[i]}" 2>/dev/null || true
-	done
-	as_postgres "$PG_BIN/pg_ctl" -D "$TMP/pg" -m immediate stop >/dev/null 2>&1 || true
-	wait 2>/dev/null || true
-	rm -rf "$TMP"
-}
-trap cleanup EXIT
 
 fail() {
 	echo "bench/system.sh: $*" >&2
@@ -84,19 +64,9 @@ tally_total() {
 	curl -sf "${RESULT_URL}api/tally" | grep -o '"total":[0-9]*' | cut -d: -f2
 }
 
-redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no \
-	--dir "$TMP" --logfile "$TMP/redis.log" --daemonize no &
-PIDS+=($!)
-
-mkdir -p "$TMP/pg"
-[ "$(id -u)" = 0 ] && chown postgres "$TMP" "$TMP/pg"
-as_postgres "$PG_BIN/initdb" -D "$TMP/pg" -U postgres -A trust -E UTF8 --locale=C >/dev/null
-as_postgres "$PG_BIN/pg_ctl" -D "$TMP/pg" -l "$TMP/pg/log" -w start \
-	-o "-p $PG_PORT -k $TMP -c listen_addresses=127.0.0.1" >/dev/null
-
-export REDIS_URL=redis://127.0.0.1:$REDIS_PORT
-export DATABASE_URL=postgres://postgres@127.0.0.1:$PG_PORT/postgres
-export RUST_LOG=warn
+start_redis
+start_postgres
+export REDIS_URL DATABASE_URL RUST_LOG=warn
 
 PORT=$VOTE_PORT "$BIN/vote" 2>"$TMP/vote.log" &
 VOTE_PID=$!
@@ -143,7 +113,7 @@ LATENCY_WS=$("$BIN/examples/ballot_latency" --vote "$VOTE_URL" --result "$RESULT
 	--ballots "$LATENCY_BALLOTS" --rate "$LATENCY_RATE") || fail "ballot_latency failed"
 
 SEED_RSS=$(awk '{ printf "%.0f", $1 / 1024 }' "$TMP/seed.rss")
-FSYNC=$(as_postgres "$PG_BIN/psql" -h 127.0.0.1 -p "$PG_PORT" -U postgres -qAt -c 'SHOW fsync')
+FSYNC=$(pg_sql -c 'SHOW fsync')
 
 printf '\nwhole system on %s cores, %s votes per run, concurrency %s, postgres fsync=%s\n' \
 	"$(nproc)" "$VOTES" "$CONCURRENCY" "$FSYNC"

@@ -6,59 +6,32 @@
 #   bench/vote.sh                      # 10 s, 64 connections, 2 wrk threads
 #   DURATION=30s CONNECTIONS=128 bench/vote.sh
 #
-# Needs: cargo, redis-server, redis-cli, wrk. Everything runs on 127.0.0.1.
+# Needs: cargo, redis-server, redis-cli, wrk, python3. Everything runs on 127.0.0.1.
 set -euo pipefail
+. "$(dirname "$0")/servers.sh"
 cd "$(dirname "$0")/.."
 
 DURATION=${DURATION:-10s}
 CONNECTIONS=${CONNECTIONS:-64}
 THREADS=${THREADS:-2}
 
-for tool in redis-server redis-cli wrk; do
+for tool in redis-server redis-cli wrk python3; do
     command -v "$tool" >/dev/null || { echo "bench: $tool not found (apt install ${tool%-*})" >&2; exit 1; }
 done
 
 cargo build --release --quiet -p vote --bin vote
 vote_bin=${CARGO_TARGET_DIR:-target}/release/vote
 
-work=$(mktemp -d)
-redis_pid='' vote_pid=''
-cleanup() {
-    [[ -n $vote_pid ]] && kill "$vote_pid" 2>/dev/null && wait "$vote_pid" 2>/dev/null
-    [[ -n $redis_pid ]] && kill "$redis_pid" 2>/dev/null && wait "$redis_pid" 2>/dev/null
-    rm -rf "$work"
-}
-trap cleanup EXIT
-
-# A port nothing listens on (bash's /dev/tcp fails to connect to it).
-free_port() {
-    local port
-    while :; do
-        port=$((20000 + RANDOM % 20000))
-        (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || { echo "$port"; return; }
-    done
-}
-
-# Polls a check up to 10 s.
-wait_for() {
-    local what=$1; shift
-    for _ in $(seq 100); do "$@" >/dev/null 2>&1 && return; sleep 0.1; done
-    echo "bench: $what did not start" >&2; exit 1
-}
-
-redis_port=$(free_port)
-redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no \
-    --dir "$work" --logfile "$work/redis.log" --daemonize no &
-redis_pid=$!
-wait_for redis-server redis-cli -p "$redis_port" ping
+init_servers vote
+start_redis
 
 vote_port=$(free_port)
-REDIS_URL="redis://127.0.0.1:$redis_port" PORT=$vote_port RUST_LOG=warn \
-    "$vote_bin" 2>"$work/vote.log" &
+PORT=$vote_port REDIS_URL=$REDIS_URL RUST_LOG=warn "$vote_bin" 2>"$TMP/vote.log" &
 vote_pid=$!
+PIDS+=("$vote_pid")
 wait_for vote env PORT="$vote_port" "$vote_bin" healthcheck
 
-cat >"$work/post.lua" <<'LUA'
+cat >"$TMP/post.lua" <<'LUA'
 wrk.method = "POST"
 wrk.body = "vote=a"
 wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
@@ -69,17 +42,17 @@ echo "load average before the run: $(cut -d' ' -f1-3 /proc/loadavg)"
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$vote_pid/stat"; }
 ticks_before=$(cpu_ticks)
 echo "wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency POST http://127.0.0.1:$vote_port/ (vote=a)"
-wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency -s "$work/post.lua" \
-    "http://127.0.0.1:$vote_port/" | tee "$work/wrk.txt"
+wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency -s "$TMP/post.lua" \
+    "http://127.0.0.1:$vote_port/" | tee "$TMP/wrk.txt"
 
 ticks=$(($(cpu_ticks) - ticks_before))
 hz=$(getconf CLK_TCK)
-rps=$(awk '/^Requests\/sec:/ {print $2}' "$work/wrk.txt")
-p50=$(awk '$1 == "50%" {print $2}' "$work/wrk.txt")
-p99=$(awk '$1 == "99%" {print $2}' "$work/wrk.txt")
-failed=$(awk '/Non-2xx or 3xx responses:/ {print $NF}' "$work/wrk.txt")
-errors=$(awk '/Socket errors:/ {print}' "$work/wrk.txt")
-queued=$(redis-cli -p "$redis_port" llen votes)
+rps=$(awk '/^Requests\/sec:/ {print $2}' "$TMP/wrk.txt")
+p50=$(awk '$1 == "50%" {print $2}' "$TMP/wrk.txt")
+p99=$(awk '$1 == "99%" {print $2}' "$TMP/wrk.txt")
+failed=$(awk '/Non-2xx or 3xx responses:/ {print $NF}' "$TMP/wrk.txt")
+errors=$(awk '/Socket errors:/ {print}' "$TMP/wrk.txt")
+queued=$(redis_cli llen votes)
 rss=$(awk '/^VmRSS:/ {printf "%.1f MB", $2 / 1024}' "/proc/$vote_pid/status")
 peak=$(awk '/^VmHWM:/ {printf "%.1f MB", $2 / 1024}' "/proc/$vote_pid/status")
 
@@ -89,7 +62,7 @@ echo "votes/s:      $rps"
 echo "latency p50:  $p50"
 echo "latency p99:  $p99"
 echo "queued:       $queued ballots on Redis"
-requests=$(awk '/requests in/ {print $1}' "$work/wrk.txt")
+requests=$(awk '/requests in/ {print $1}' "$TMP/wrk.txt")
 cpu=$(awk -v t="$ticks" -v hz="$hz" -v n="$requests" \
     'BEGIN {printf "%.1f s, %.0f us per vote", t / hz, t / hz / n * 1e6}')
 echo "vote CPU:     $cpu"

@@ -10,6 +10,7 @@
 #
 # Only loopback servers in a temp dir; everything is removed on exit.
 set -euo pipefail
+. "$(dirname "$0")/servers.sh"
 
 BALLOTS=${1:-1000000}
 VOTERS=${2:-500000}
@@ -26,45 +27,17 @@ cd "$(dirname "$0")/.."
 cargo build --release -p worker --quiet
 WORKER=$PWD/target/release/worker
 
-PG_BIN=$(dirname "$(readlink -f "$(ls -d /usr/lib/postgresql/*/bin/initdb | sort -V | tail -1)")")
-TMP=$(mktemp -d /tmp/bench-worker.XXXXXX)
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-REDIS_PORT=$(free_port)
-PG_PORT=$(free_port)
-PIDS=()
+init_servers worker
+start_redis
+start_postgres
 
-as_postgres() {
-	if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
-}
-
-cleanup() {
-	for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-	as_postgres "$PG_BIN/pg_ctl" -D "$TMP/pg" -m immediate stop >/dev/null 2>&1 || true
-	wait 2>/dev/null || true
-	rm -rf "$TMP"
-}
-trap cleanup EXIT
-
-redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no \
-	--dir "$TMP" --logfile "$TMP/redis.log" --daemonize no &
-PIDS+=($!)
-
-mkdir -p "$TMP/pg"
-[ "$(id -u)" = 0 ] && chown postgres "$TMP" "$TMP/pg"
-as_postgres "$PG_BIN/initdb" -D "$TMP/pg" -U postgres -A trust -E UTF8 --locale=C >/dev/null
-as_postgres "$PG_BIN/pg_ctl" -D "$TMP/pg" -l "$TMP/pg/log" -w start \
-	-o "-p $PG_PORT -k $TMP -c listen_addresses=127.0.0.1" >/dev/null
-
-rcli() { redis-cli -p "$REDIS_PORT" "$@"; }
-psql_() { as_postgres "$PG_BIN/psql" -h 127.0.0.1 -p "$PG_PORT" -U postgres -qAt "$@"; }
-
-echo "postgres: $(psql_ -d postgres -c 'SHOW fsync'), synchronous_commit=$(psql_ -d postgres -c 'SHOW synchronous_commit'); redis $(redis-server --version | awk '{print $3}')"
+echo "postgres: $(pg_sql -d postgres -c 'SHOW fsync'), synchronous_commit=$(pg_sql -d postgres -c 'SHOW synchronous_commit'); redis $(redis-server --version | awk '{print $3}')"
 
 # Voter v casts ROUNDS ballots, queued round by round. For even voters the
 # last one queued is the latest cast; for odd voters the first one queued is,
 # so the worker must compare cast_at rather than trust queue order.
 preload() {
-	rcli FLUSHALL >/dev/null
+	redis_cli FLUSHALL >/dev/null
 	awk -v ballots="$BALLOTS" -v voters="$VOTERS" -v rounds="$ROUNDS" 'BEGIN {
 		split("a b c", opt, " "); per = 1000
 		for (start = 0; start < ballots; start += per) {
@@ -78,8 +51,8 @@ preload() {
 				printf "$%d\r\n%s\r\n", length(body), body
 			}
 		}
-	}' | rcli --pipe >/dev/null
-	[ "$(rcli LLEN votes)" = "$BALLOTS" ] || {
+	}' | redis_cli --pipe >/dev/null
+	[ "$(redis_cli LLEN votes)" = "$BALLOTS" ] || {
 		echo "preload failed" >&2
 		exit 1
 	}
@@ -91,25 +64,25 @@ EXPECTED="SELECT 'v' || v AS id,
   FROM generate_series(0, $VOTERS - 1) v"
 
 in_flight() {
-	rcli EVAL "return redis.call('LLEN', 'votes') + #redis.call('KEYS', 'votes:processing:*')" 0
+	redis_cli EVAL "return redis.call('LLEN', 'votes') + #redis.call('KEYS', 'votes:processing:*')" 0
 }
 
 run() { # run WORKERS
 	local workers=$1 db="bench_$1" pids=() rss=0
-	psql_ -d postgres -c "CREATE DATABASE $db"
+	pg_sql -d postgres -c "CREATE DATABASE $db"
 	# A worker creates the schema first, so the timing covers draining only.
-	REDIS_URL=redis://127.0.0.1:$REDIS_PORT DATABASE_URL=postgres://postgres@127.0.0.1:$PG_PORT/$db \
+	REDIS_URL=$REDIS_URL DATABASE_URL=postgres://postgres@127.0.0.1:$PG_PORT/$db \
 		OPTION_C=Fish RUST_LOG=warn "$WORKER" &
 	local setup=$!
 	PIDS+=("$setup")
-	until [ "$(psql_ -d "$db" -c "SELECT to_regclass('tallies') IS NOT NULL")" = t ]; do sleep 0.1; done
+	until [ "$(pg_sql -d "$db" -c "SELECT to_regclass('tallies') IS NOT NULL")" = t ]; do sleep 0.1; done
 	kill -TERM "$setup"
 	wait "$setup"
 	preload
 	local start end
 	start=$(date +%s.%N)
 	for _ in $(seq "$workers"); do
-		REDIS_URL=redis://127.0.0.1:$REDIS_PORT DATABASE_URL=postgres://postgres@127.0.0.1:$PG_PORT/$db \
+		REDIS_URL=$REDIS_URL DATABASE_URL=postgres://postgres@127.0.0.1:$PG_PORT/$db \
 			OPTION_C=Fish BATCH_SIZE=$BATCH_SIZE RUST_LOG=warn "$WORKER" &
 		pids+=($!)
 		PIDS+=($!)
@@ -130,17 +103,17 @@ run() { # run WORKERS
 	for pid in "${pids[@]}"; do wait "$pid"; done
 
 	local wrong mismatched tallies
-	wrong=$(psql_ -d "$db" -c "SELECT count(*) FROM ($EXPECTED) e FULL JOIN votes x USING (id)
+	wrong=$(pg_sql -d "$db" -c "SELECT count(*) FROM ($EXPECTED) e FULL JOIN votes x USING (id)
 		WHERE e.vote IS DISTINCT FROM x.vote")
-	mismatched=$(psql_ -d "$db" -c "SELECT count(*) FROM (SELECT vote, count FROM tallies WHERE count <> 0) t
+	mismatched=$(pg_sql -d "$db" -c "SELECT count(*) FROM (SELECT vote, count FROM tallies WHERE count <> 0) t
 		FULL JOIN (SELECT vote, count(*) AS count FROM votes GROUP BY vote) g USING (vote)
 		WHERE t.count IS DISTINCT FROM g.count")
-	tallies=$(psql_ -d "$db" -c "SELECT string_agg(vote || '=' || count, ' ' ORDER BY vote) FROM tallies")
+	tallies=$(pg_sql -d "$db" -c "SELECT string_agg(vote || '=' || count, ' ' ORDER BY vote) FROM tallies")
 	awk -v w="$workers" -v n="$BALLOTS" -v s="$start" -v e="$end" -v rss="$rss" -v t="$tallies" 'BEGIN {
 		printf "%d worker(s): %d ballots in %.2f s = %.0f ballots/s; peak RSS per worker %.1f MiB; tallies %s\n",
 			w, n, e - s, n / (e - s), rss / 1024, t }'
-	if [ "$wrong" != 0 ] || [ "$mismatched" != 0 ] || [ "$(rcli LLEN votes:dead)" != 0 ]; then
-		echo "FAILED: $wrong voters wrong, $mismatched tallies differ from GROUP BY, $(rcli LLEN votes:dead) dead letters" >&2
+	if [ "$wrong" != 0 ] || [ "$mismatched" != 0 ] || [ "$(redis_cli LLEN votes:dead)" != 0 ]; then
+		echo "FAILED: $wrong voters wrong, $mismatched tallies differ from GROUP BY, $(redis_cli LLEN votes:dead) dead letters" >&2
 		exit 1
 	fi
 	echo "  exact: every voter's latest ballot stored, tallies == GROUP BY == expected"
