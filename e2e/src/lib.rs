@@ -98,3 +98,33 @@ fn addition(value: &str) -> anyhow::Result<(String, i64)> {
     }
     Ok((option.to_string(), count))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn additions_name_an_option_and_a_count() {
+        assert_eq!(addition("a=2000").unwrap(), ("a".to_string(), 2000));
+        assert!(addition("a").is_err());
+        assert!(addition("=5").is_err());
+        assert!(addition("a=-1").is_err());
+        assert!(addition("a=many").is_err());
+    }
+
+    #[test]
+    fn a_tally_reads_back_from_its_json() {
+        let parsed = tally(r#"{"votes":{"a":2,"b":1},"total":3}"#).unwrap();
+        assert_eq!(parsed.count("a"), 2);
+        assert_eq!(parsed.total, 3);
+        assert!(tally("{}").is_err());
+    }
+
+    #[test]
+    fn timeouts_are_bounded_whole_seconds() {
+        assert_eq!(seconds("60").unwrap(), Duration::from_secs(60));
+        assert!(seconds("0").is_err());
+        assert!(seconds("1.5").is_err());
+        assert!(seconds("3601").is_err());
+    }
+}
