@@ -103,6 +103,10 @@ build_distroless() {
 
 build_rust() {
     local sysroot context
+    if ! command -v rustc >/dev/null; then
+        say "$RUST copies the host's Rust toolchain, and rustc is not on PATH (install rustup, then 1.95)"
+        exit 1
+    fi
     # The toolchain the tag names if rustup has it, else the default one.
     sysroot=$(rustc +1.95.0 --print sysroot 2>/dev/null || rustc --print sysroot)
     "$sysroot/bin/rustc" -V | grep -q '^rustc 1\.95\.' ||
