@@ -104,15 +104,7 @@ impl Postgres {
     pub fn fresh_database(&self) -> String {
         let name = format!("test_{}", self.next_db.fetch_add(1, Ordering::Relaxed));
         let output = self
-            .command("createdb")
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-U",
-                "postgres",
-            ])
+            .client_command("createdb")
             .arg(&name)
             .output()
             .expect("run createdb");
@@ -169,18 +161,24 @@ impl Postgres {
     }
 
     fn is_ready(&self) -> bool {
-        self.command("pg_isready")
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-U",
-                "postgres",
-            ])
+        self.client_command("pg_isready")
             .stdout(Stdio::null())
             .status()
             .is_ok_and(|s| s.success())
+    }
+
+    /// A client tool pointed at this server as `postgres`.
+    fn client_command(&self, program: &str) -> Command {
+        let mut command = self.command(program);
+        command.args([
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-p",
+            &self.port.to_string(),
+        ]);
+        command
     }
 
     fn command(&self, program: &str) -> Command {
