@@ -60,13 +60,7 @@ async fn vote_and_watch(sessions: &[Client; 3], pg: &Postgres, result_port: u16,
         .goto(&format!("http://127.0.0.1:{vote_port}/"))
         .await
         .unwrap();
-    voter
-        .find(Locator::Css("button[value=a]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(voter, "button[value=a]").await;
 
     // The results window was never reloaded.
     wait_for_text(results, "#total", "1 vote").await;
@@ -104,13 +98,7 @@ async fn vote_and_watch(sessions: &[Client; 3], pg: &Postgres, result_port: u16,
     // ...and picks up by itself when it is back.
     pg.resume();
     wait_for_text(results, "#status", "Live").await;
-    voter
-        .find(Locator::Css("button[value=b]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(voter, "button[value=b]").await;
     wait_for_text(results, ".option-b .count", "4 votes").await;
     wait_for_text(results, "#total", "8 votes").await;
 }
@@ -122,6 +110,16 @@ async fn start_vote(redis: &str) -> u16 {
     tokio::spawn(vote::rocket(config).launch());
     wait_for_status(port, "/healthz", 200).await;
     port
+}
+
+async fn click(client: &Client, css: &str) {
+    client
+        .find(Locator::Css(css))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
 }
 
 async fn text(client: &Client, css: &str) -> String {

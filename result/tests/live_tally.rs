@@ -161,17 +161,7 @@ async fn the_page_shows_every_option_without_javascript() {
 #[tokio::test]
 async fn more_options_from_settings() {
     let url = Postgres::shared().fresh_database();
-    let port = test_servers::free_port();
-    let config = <result::Config as clap::Parser>::parse_from([
-        "result",
-        "--database-url",
-        &url,
-        "--port",
-        &port.to_string(),
-        "--option-c",
-        "Birds",
-    ]);
-    tokio::spawn(result::rocket(config).launch());
+    let port = launch_result(&url, &["--option-c", "Birds"]);
     wait_for_status(port, "/readyz", 200).await;
     let mut socket = connect(port).await;
     assert_eq!(

@@ -57,15 +57,7 @@ async fn starts_while_postgres_is_down_and_catches_up() {
     let pg = Postgres::start();
     let url = pg.url();
     pg.stop();
-    let port = test_servers::free_port();
-    let config = <result::Config as clap::Parser>::parse_from([
-        "result",
-        "--database-url",
-        &url,
-        "--port",
-        &port.to_string(),
-    ]);
-    tokio::spawn(result::rocket(config).launch());
+    let port = launch_result(&url, &[]);
     wait_for_status(port, "/healthz", 200).await;
     assert_eq!(status(port, "/readyz").await, Some(503));
     let page = get_text(port, "/").await;

@@ -20,16 +20,25 @@ pub const PATIENCE: Duration = Duration::from_secs(10);
 
 /// Starts the service against `database_url` and waits until it is ready.
 pub async fn start_result(database_url: &str) -> u16 {
+    let port = launch_result(database_url, &[]);
+    wait_for_status(port, "/readyz", 200).await;
+    port
+}
+
+/// Launches the service on a free port, with `extra` flags such as
+/// `--option-c`, without waiting for it.
+pub fn launch_result(database_url: &str, extra: &[&str]) -> u16 {
     let port = free_port();
-    let config = result::Config::parse_from([
+    let port_arg = port.to_string();
+    let mut args = vec![
         "result",
         "--database-url",
         database_url,
         "--port",
-        &port.to_string(),
-    ]);
-    tokio::spawn(result::rocket(config).launch());
-    wait_for_status(port, "/readyz", 200).await;
+        &port_arg,
+    ];
+    args.extend_from_slice(extra);
+    tokio::spawn(result::rocket(result::Config::parse_from(args)).launch());
     port
 }
 
