@@ -7,6 +7,7 @@ pub mod healthcheck;
 pub mod options;
 pub mod queue;
 pub mod schema;
+pub mod shutdown;
 pub mod telemetry;
 
 mod ballot;
