@@ -133,7 +133,7 @@ echo "back-tier:  $back"
 [[ $front == "result seed vote" ]] || fail "front-tier should hold result seed vote"
 [[ $back == "db redis result vote worker" ]] || fail "back-tier should hold db redis result vote worker"
 docker kill "$(container worker)" >/dev/null
-echo "worker killed with $(redis_cli llen votes) ballots queued"
+echo "worker killed with $(queued) ballots queued"
 sleep 5
 docker start "$(container worker)" >/dev/null
 echo "worker restarted"
