@@ -119,11 +119,7 @@ async fn a_vote_is_queued_as_json_and_marked_on_the_page() {
 
     let voted = vote.vote("b", Some(&cookie)).await;
     assert_eq!(voted.status, 200);
-    assert!(
-        voted.body.contains("You voted for <strong>Dogs</strong>"),
-        "{}",
-        voted.body
-    );
+    voted.assert_marks("Dogs");
     assert!(
         voted.body.contains(r#"aria-pressed="true""#),
         "{}",
@@ -144,11 +140,7 @@ async fn a_vote_is_queued_as_json_and_marked_on_the_page() {
 
     // Their choice stays marked on later visits, from the cookie.
     let later = page(&vote, Some(&format!("{cookie}; vote=b"))).await;
-    assert!(
-        later.body.contains("You voted for <strong>Dogs</strong>"),
-        "{}",
-        later.body
-    );
+    later.assert_marks("Dogs");
 }
 
 #[tokio::test]
@@ -158,7 +150,7 @@ async fn voting_again_queues_a_newer_ballot_from_the_same_voter() {
     assert_eq!(vote.vote("a", Some(cookie)).await.status, 200);
     let changed = vote.vote("b", Some(cookie)).await;
     assert_eq!(changed.status, 200);
-    assert!(changed.body.contains("You voted for <strong>Dogs</strong>"));
+    changed.assert_marks("Dogs");
 
     let options = VoteOptions::defaults();
     let ballots: Vec<Ballot> = queued(&url)
@@ -253,11 +245,7 @@ async fn a_refused_vote_keeps_the_earlier_choice_marked() {
     let (_, vote) = started().await;
     let page = vote.vote("z", Some("vote=a")).await;
     assert_eq!(page.status, 400);
-    assert!(
-        page.body.contains("You voted for <strong>Cats</strong>"),
-        "{}",
-        page.body
-    );
+    page.assert_marks("Cats");
 }
 
 #[tokio::test]

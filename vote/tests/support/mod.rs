@@ -90,6 +90,16 @@ impl Page {
             .map(str::to_string)
     }
 
+    /// Fails unless the page marks `label` as the voter's choice.
+    pub fn assert_marks(&self, label: &str) {
+        let marked = format!("You voted for <strong>{label}</strong>");
+        assert!(
+            self.body.contains(&marked),
+            "{marked:?} missing: {}",
+            self.body
+        );
+    }
+
     /// Just the value of the cookie `name` set by the response.
     pub fn cookie_value(&self, name: &str) -> Option<String> {
         let line = self.set_cookie(name)?;
