@@ -13,55 +13,48 @@ const DRAIN: Duration = Duration::from_secs(90);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_stopped_and_resumed_mid_stream_loses_nothing() {
-    let redis_server = Redis::start();
-    let redis_url = redis_server.url();
-    let db_url = Postgres::shared().fresh_database();
-    let mut redis = redis(&redis_url).await;
-    let cast = ballots(30_000, 10_000);
-    enqueue(&mut redis, &json(&cast)).await;
-    let worker = InProcess::start(&redis_url, &db_url, &["--batch-size", "100"]);
-    wait_queue_below(&mut redis, 25_000).await;
-    assert!(queued(&mut redis).await.0 > 0, "drained before the outage");
-
-    let _server = tokio::task::spawn_blocking(move || {
-        redis_server.stop();
-        std::thread::sleep(Duration::from_secs(1));
-        redis_server.resume();
-        redis_server
-    })
-    .await
-    .unwrap();
-
-    let mut redis = support::redis(&redis_url).await;
-    wait_drained(&mut redis, DRAIN).await;
-    worker.stop().await;
-    assert_stored(&postgres(&db_url).await, &last_ballots(&cast)).await;
+    let server = Redis::start();
+    let (redis_url, db_url) = (server.url(), Postgres::shared().fresh_database());
+    outage_mid_stream(server, &redis_url, &db_url, Redis::stop, Redis::resume).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_stopped_and_resumed_mid_stream_loses_nothing() {
-    let redis_url = Redis::shared().fresh_db_url();
     let pg = Postgres::start();
-    let db_url = pg.url();
-    let mut redis = redis(&redis_url).await;
+    let (redis_url, db_url) = (Redis::shared().fresh_db_url(), pg.url());
+    outage_mid_stream(pg, &redis_url, &db_url, Postgres::stop, Postgres::resume).await;
+}
+
+/// Once a worker is well into 30,000 queued ballots, `server` is stopped for
+/// a second and resumed; then every voter's latest ballot must be stored.
+async fn outage_mid_stream<S: Send + 'static>(
+    server: S,
+    redis_url: &str,
+    db_url: &str,
+    stop: fn(&S),
+    resume: fn(&S),
+) {
+    let mut redis = redis(redis_url).await;
     let cast = ballots(30_000, 10_000);
     enqueue(&mut redis, &json(&cast)).await;
-    let worker = InProcess::start(&redis_url, &db_url, &["--batch-size", "100"]);
+    let worker = InProcess::start(redis_url, db_url, &["--batch-size", "100"]);
     wait_queue_below(&mut redis, 25_000).await;
     assert!(queued(&mut redis).await.0 > 0, "drained before the outage");
 
-    let pg = tokio::task::spawn_blocking(move || {
-        pg.stop();
+    let _server = tokio::task::spawn_blocking(move || {
+        stop(&server);
         std::thread::sleep(Duration::from_secs(1));
-        pg.resume();
-        pg
+        resume(&server);
+        server
     })
     .await
     .unwrap();
 
+    // A new connection: the one above may have died with Redis.
+    let mut redis = support::redis(redis_url).await;
     wait_drained(&mut redis, DRAIN).await;
     worker.stop().await;
-    assert_stored(&postgres(&pg.url()).await, &last_ballots(&cast)).await;
+    assert_stored(&postgres(db_url).await, &last_ballots(&cast)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -148,8 +141,7 @@ impl Drop for Process {
 
 #[tokio::test]
 async fn sigkill_mid_drain_then_restart_loses_nothing() {
-    let redis_url = Redis::shared().fresh_db_url();
-    let db_url = Postgres::shared().fresh_database();
+    let (redis_url, db_url) = fresh();
     let mut redis = redis(&redis_url).await;
     let cast = ballots(100_000, 40_000);
     enqueue(&mut redis, &json(&cast)).await;
@@ -177,8 +169,7 @@ async fn sigkill_mid_drain_then_restart_loses_nothing() {
 
 #[tokio::test]
 async fn sigterm_hands_back_or_finishes_the_batch_and_exits_zero() {
-    let redis_url = Redis::shared().fresh_db_url();
-    let db_url = Postgres::shared().fresh_database();
+    let (redis_url, db_url) = fresh();
     let mut redis = redis(&redis_url).await;
     let cast = ballots(40_000, 15_000);
     enqueue(&mut redis, &json(&cast)).await;

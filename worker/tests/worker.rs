@@ -8,16 +8,8 @@ use std::time::Duration;
 use ballot::Ballot;
 use rand::seq::SliceRandom;
 use support::*;
-use test_servers::{Postgres, Redis};
 
 const DRAIN: Duration = Duration::from_secs(60);
-
-fn fresh() -> (String, String) {
-    (
-        Redis::shared().fresh_db_url(),
-        Postgres::shared().fresh_database(),
-    )
-}
 
 #[tokio::test]
 async fn reference_ballots_land_and_the_later_one_in_the_queue_wins() {

@@ -10,9 +10,18 @@ use ballot::schema::{count_votes, read_tally};
 use ballot::{Ballot, VoteOptions};
 use clap::Parser;
 use redis::aio::MultiplexedConnection;
+use test_servers::{Postgres, Redis};
 use tokio::task::JoinHandle;
 use tokio_postgres::{Client, NoTls};
 use tokio_util::sync::CancellationToken;
+
+/// A Redis database and a Postgres database of this test's own, on the shared servers.
+pub fn fresh() -> (String, String) {
+    (
+        Redis::shared().fresh_db_url(),
+        Postgres::shared().fresh_database(),
+    )
+}
 
 pub async fn redis(url: &str) -> MultiplexedConnection {
     redis::Client::open(url)
