@@ -2,12 +2,12 @@ use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use tempfile::TempDir;
 
-use crate::process::{self, find_binary, free_port, port_open, spawn, wait_until};
+use crate::process::{self, find_binary, free_port, port_open, spawn, wait_until, ServerProcess};
 
 /// A PostgreSQL server in a temp dir, trusting local connections as
 /// `postgres`. Durability is traded for speed (fsync off): it is thrown away.
@@ -16,7 +16,7 @@ pub struct Postgres {
     dir: TempDir,
     bin: PathBuf,
     owner: Option<(u32, u32)>,
-    process: Mutex<Option<Child>>,
+    process: ServerProcess,
     next_db: AtomicU32,
 }
 
@@ -43,7 +43,7 @@ impl Postgres {
             dir,
             bin,
             owner,
-            process: Mutex::new(None),
+            process: ServerProcess::default(),
             next_db: AtomicU32::new(1),
         };
         let status = pg
@@ -77,7 +77,7 @@ impl Postgres {
         static SHARED: OnceLock<Postgres> = OnceLock::new();
         extern "C" fn cleanup() {
             if let Some(pg) = SHARED.get() {
-                pg.kill();
+                pg.process.stop(libc::SIGQUIT);
                 process::remove_dir(pg.dir.path());
             }
         }
@@ -118,17 +118,21 @@ impl Postgres {
 
     /// Fast shutdown: open connections are cut, as when a database goes away.
     pub fn stop(&self) {
-        if let Some(mut child) = self.process.lock().unwrap().take() {
-            process::stop(&mut child, libc::SIGINT);
-        }
+        self.process.stop(libc::SIGINT);
     }
 
     /// Starts the server again on the same port with the same data.
     pub fn resume(&self) {
-        let mut process = self.process.lock().unwrap();
-        if process.is_some() {
+        if !self.process.start_unless_running(|| self.spawn()) {
             return;
         }
+        let port = self.port;
+        wait_until("postgres", Duration::from_secs(30), &self.log(), || {
+            port_open(port) && self.is_ready()
+        });
+    }
+
+    fn spawn(&self) -> Child {
         let mut command = self.command("postgres");
         command
             .args(["-D", &self.data().to_string_lossy()])
@@ -147,17 +151,8 @@ impl Postgres {
             .args(["-c", "fsync=off", "-c", "synchronous_commit=off"])
             .args(["-c", "full_page_writes=off"])
             .stdout(Stdio::null())
-            .stderr(
-                std::fs::File::create(self.dir.path().join("postgres.log"))
-                    .map_or(Stdio::null(), Stdio::from),
-            );
-        *process = Some(spawn(command, libc::SIGQUIT));
-        drop(process);
-        let port = self.port;
-        let log = self.dir.path().join("postgres.log");
-        wait_until("postgres", Duration::from_secs(30), &log, || {
-            port_open(port) && self.is_ready()
-        });
+            .stderr(std::fs::File::create(self.log()).map_or(Stdio::null(), Stdio::from));
+        spawn(command, libc::SIGQUIT)
     }
 
     fn is_ready(&self) -> bool {
@@ -194,18 +189,14 @@ impl Postgres {
         self.dir.path().join("data")
     }
 
-    fn kill(&self) {
-        if let Ok(mut process) = self.process.lock() {
-            if let Some(mut child) = process.take() {
-                process::stop(&mut child, libc::SIGQUIT);
-            }
-        }
+    fn log(&self) -> PathBuf {
+        self.dir.path().join("postgres.log")
     }
 }
 
 impl Drop for Postgres {
     fn drop(&mut self) {
-        self.kill();
+        self.process.stop(libc::SIGQUIT);
     }
 }
 

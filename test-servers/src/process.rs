@@ -88,10 +88,35 @@ pub fn port_open(port: u16) -> bool {
     TcpStream::connect(("127.0.0.1", port)).is_ok()
 }
 
-/// Sends `signal` and waits for the process to exit.
-pub fn stop(child: &mut Child, signal: libc::c_int) {
-    unsafe { libc::kill(child.id() as libc::pid_t, signal) };
-    let _ = child.wait();
+/// A server process that tests stop and start again.
+#[derive(Default)]
+pub struct ServerProcess(Mutex<Option<Child>>);
+
+impl ServerProcess {
+    /// Runs `start` unless the server is already running; true if it ran.
+    pub fn start_unless_running(&self, start: impl FnOnce() -> Child) -> bool {
+        let mut process = self.lock();
+        if process.is_some() {
+            return false;
+        }
+        *process = Some(start());
+        true
+    }
+
+    /// Sends `signal` and waits for the process to exit, if it is running.
+    pub fn stop(&self, signal: libc::c_int) {
+        if let Some(mut child) = self.lock().take() {
+            unsafe { libc::kill(child.id() as libc::pid_t, signal) };
+            let _ = child.wait();
+        }
+    }
+
+    /// Teardown runs after a failed test too: a poisoned lock still holds the child.
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Child>> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
 }
 
 /// Process teardown for servers that live in statics (never dropped):

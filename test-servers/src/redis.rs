@@ -3,12 +3,12 @@ use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use tempfile::TempDir;
 
-use crate::process::{self, find_binary, free_port, spawn, wait_until};
+use crate::process::{self, find_binary, free_port, spawn, wait_until, ServerProcess};
 
 /// Database numbers handed out by `fresh_db_url`; 0 is the default one.
 const DATABASES: u32 = 10_000;
@@ -18,7 +18,7 @@ const DATABASES: u32 = 10_000;
 pub struct Redis {
     port: u16,
     dir: TempDir,
-    process: Mutex<Option<Child>>,
+    process: ServerProcess,
     next_db: AtomicU32,
 }
 
@@ -30,7 +30,7 @@ impl Redis {
                 .prefix("test-redis-")
                 .tempdir()
                 .expect("temp dir"),
-            process: Mutex::new(None),
+            process: ServerProcess::default(),
             next_db: AtomicU32::new(1),
         };
         redis.resume();
@@ -42,7 +42,7 @@ impl Redis {
         static SHARED: OnceLock<Redis> = OnceLock::new();
         extern "C" fn cleanup() {
             if let Some(redis) = SHARED.get() {
-                redis.kill();
+                redis.process.stop(libc::SIGKILL);
                 process::remove_dir(redis.dir.path());
             }
         }
@@ -70,17 +70,21 @@ impl Redis {
 
     /// Shuts the server down cleanly (saving its data); clients see it gone.
     pub fn stop(&self) {
-        if let Some(mut child) = self.process.lock().unwrap().take() {
-            process::stop(&mut child, libc::SIGTERM);
-        }
+        self.process.stop(libc::SIGTERM);
     }
 
     /// Starts the server again on the same port with the same data.
     pub fn resume(&self) {
-        let mut process = self.process.lock().unwrap();
-        if process.is_some() {
+        if !self.process.start_unless_running(|| self.spawn()) {
             return;
         }
+        let port = self.port;
+        wait_until("redis-server", Duration::from_secs(10), &self.log(), || {
+            ping(port)
+        });
+    }
+
+    fn spawn(&self) -> Child {
         let binary = find_binary("redis-server", &[], "redis-server");
         let mut command = Command::new(binary);
         command
@@ -92,19 +96,7 @@ impl Redis {
             .args(["--logfile", &self.log().to_string_lossy()])
             .stdout(Stdio::null())
             .stderr(Stdio::null());
-        *process = Some(spawn(command, libc::SIGKILL));
-        let port = self.port;
-        wait_until("redis-server", Duration::from_secs(10), &self.log(), || {
-            ping(port)
-        });
-    }
-
-    fn kill(&self) {
-        if let Ok(mut process) = self.process.lock() {
-            if let Some(mut child) = process.take() {
-                process::stop(&mut child, libc::SIGKILL);
-            }
-        }
+        spawn(command, libc::SIGKILL)
     }
 
     fn log(&self) -> PathBuf {
@@ -114,7 +106,7 @@ impl Redis {
 
 impl Drop for Redis {
     fn drop(&mut self) {
-        self.kill();
+        self.process.stop(libc::SIGKILL);
     }
 }
 
