@@ -68,6 +68,27 @@ async fn nothing_is_sent_while_nothing_changes() {
 }
 
 #[tokio::test]
+async fn a_change_without_a_notification_still_arrives() {
+    let url = Postgres::shared().fresh_database();
+    let port = start_result(&url).await;
+    let db = db(&url).await;
+    let mut socket = connect(port).await;
+    assert_eq!(next_tally(&mut socket).await.total, 0);
+
+    // Written straight to tallies, past the triggers: no notification, so
+    // only the periodic re-read (every 3 s) can find it.
+    db.execute("INSERT INTO tallies (vote, count) VALUES ('a', 4)", &[])
+        .await
+        .unwrap();
+    let refreshed = next_within(&mut socket, Duration::from_secs(5)).await;
+    assert_eq!(
+        refreshed.as_deref(),
+        Some(r#"{"votes":{"a":4,"b":0},"total":4}"#),
+        "a missed notification is never caught up"
+    );
+}
+
+#[tokio::test]
 async fn many_clients_get_the_same_updates() {
     let url = Postgres::shared().fresh_database();
     let port = start_result(&url).await;
