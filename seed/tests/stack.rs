@@ -8,7 +8,7 @@ use std::time::Duration;
 use ballot::{Tally, VoteOptions};
 use clap::Parser;
 use test_servers::{free_port, Postgres, Redis};
-use tokio::process::Command;
+use tokio::process::{Child, Command};
 use tokio_util::sync::CancellationToken;
 
 const SEED: &str = env!("CARGO_BIN_EXE_seed");
@@ -72,16 +72,14 @@ impl Stack {
     /// The real `seed` binary aimed at this stack; the stack keeps serving
     /// while it runs.
     fn seed_binary(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(SEED);
+        let mut command = seed_command(&["--verify", &self.result]);
+        command.args(args).arg(&self.vote);
         command
-            .args(["--verify", &self.result])
-            .args(args)
-            .arg(&self.vote)
-            .env_clear()
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        command
+    }
+
+    /// The real `seed` binary run to its end against this stack.
+    async fn run_seed_binary(&self, args: &[&str]) -> Output {
+        self.seed_binary(args).output().await.expect("run seed")
     }
 
     /// The votes table counted the reference way, straight from Postgres.
@@ -103,12 +101,52 @@ impl Drop for Stack {
     }
 }
 
+/// The real `seed` binary with only `args`, logging warnings, its output kept.
+fn seed_command(args: &[&str]) -> Command {
+    let mut command = Command::new(SEED);
+    command
+        .args(args)
+        .env_clear()
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    command
+}
+
+/// SIGTERM to a `seed` a second after it started; its output once it has
+/// exited, which must be soon after.
+async fn terminate_after_a_second(seed: Child) -> Output {
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let pid = seed.id().expect("running").to_string();
+    let killed = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .unwrap();
+    assert!(killed.success());
+    tokio::time::timeout(Duration::from_secs(10), seed.wait_with_output())
+        .await
+        .expect("seed exits soon after SIGTERM")
+        .unwrap()
+}
+
 fn tally(a: i64, b: i64) -> Tally {
     Tally::new(&VoteOptions::defaults(), [("a".into(), a), ("b".into(), b)])
 }
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Stdout of a run that must have exited 0; both streams shown if it did not.
+fn stdout_of_success(output: &Output) -> String {
+    let stdout = text(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        text(&output.stderr)
+    );
+    stdout
 }
 
 fn last_line(output: &Output) -> String {
@@ -204,17 +242,8 @@ async fn ballots_the_vote_service_refuses_are_failures_by_status() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_binary_exits_zero_when_every_vote_is_counted() {
     let stack = Stack::start().await;
-    let output = stack
-        .seed_binary(&["--votes", "300"])
-        .output()
-        .await
-        .expect("run seed");
-    let stdout = text(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{stdout}\n{}",
-        text(&output.stderr)
-    );
+    let output = stack.run_seed_binary(&["--votes", "300"]).await;
+    let stdout = stdout_of_success(&output);
     assert!(
         stdout.contains("requests     300 sent, 300 succeeded, 0 failed"),
         "{stdout}"
@@ -226,10 +255,8 @@ async fn the_binary_exits_zero_when_every_vote_is_counted() {
 async fn the_binary_fails_when_no_worker_counts_the_votes() {
     let stack = Stack::without_worker().await;
     let output = stack
-        .seed_binary(&["--votes", "50", "--timeout", "2s"])
-        .output()
-        .await
-        .expect("run seed");
+        .run_seed_binary(&["--votes", "50", "--timeout", "2s"])
+        .await;
     assert_eq!(output.status.code(), Some(1));
     // 2:1 of 50 is 33.3 and 16.7: the larger remainder gets the spare vote.
     let reason = last_line(&output);
@@ -253,26 +280,29 @@ async fn sigterm_stops_sending_and_reports_what_was_sent() {
         .seed_binary(&["--duration", "60s", "--rate", "100"])
         .spawn()
         .expect("start seed");
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let pid = seed.id().expect("running").to_string();
-    let killed = Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .await
-        .unwrap();
-    assert!(killed.success());
-    let output = tokio::time::timeout(Duration::from_secs(10), seed.wait_with_output())
-        .await
-        .expect("seed exits soon after SIGTERM")
-        .unwrap();
-    let stdout = text(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{stdout}\n{}",
-        text(&output.stderr)
-    );
+    let output = terminate_after_a_second(seed).await;
+    let stdout = stdout_of_success(&output);
     assert!(
         stdout.contains("stopped      early, on request"),
+        "{stdout}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_while_waiting_for_the_target_ends_the_wait() {
+    // Nobody listens here: without the signal seed would retry for a minute.
+    let url = format!("http://127.0.0.1:{}/", free_port());
+    let seed = seed_command(&["--timeout", "60s", &url])
+        .spawn()
+        .expect("start seed");
+    let output = terminate_after_a_second(seed).await;
+    let stdout = stdout_of_success(&output);
+    assert!(
+        stdout.contains("stopped      early, on request"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("requests     0 sent, 0 succeeded, 0 failed"),
         "{stdout}"
     );
 }
