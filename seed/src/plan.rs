@@ -52,24 +52,20 @@ impl Plan {
         usize::from(choice)
     }
 
-    /// How many of the first `voters` vote a second time.
-    pub fn changes_among(&self, voters: u64) -> u64 {
-        self.changed_before(voters)
-    }
-
     /// The option this voter switches to, for the share of voters who change
     /// their mind: the next option in the split. Spread evenly: of every
     /// 100 voters at 10%, exactly 10 change.
     pub fn second_choice(&self, voter: u64) -> Option<usize> {
-        (self.changed_before(voter + 1) > self.changed_before(voter))
+        (self.changes_among(voter + 1) > self.changes_among(voter))
             .then(|| (self.first_choice(voter) + 1) % self.options)
     }
 
-    fn changed_before(&self, voter: u64) -> u64 {
+    /// How many of the first `voters` vote a second time.
+    pub fn changes_among(&self, voters: u64) -> u64 {
         if self.options < 2 {
             return 0;
         }
-        (u128::from(voter) * u128::from(self.changes_ppm) / u128::from(PER_MILLION)) as u64
+        (u128::from(voters) * u128::from(self.changes_ppm) / u128::from(PER_MILLION)) as u64
     }
 }
 
