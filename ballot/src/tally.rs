@@ -27,6 +27,12 @@ impl Tally {
         Tally { votes, total }
     }
 
+    /// Counts `votes` more for option `id`, as the tally will show them.
+    pub fn add(&mut self, id: &str, votes: i64) {
+        *self.votes.entry(id.to_string()).or_default() += votes;
+        self.total += votes;
+    }
+
     pub fn count(&self, id: &str) -> i64 {
         self.votes.get(id).copied().unwrap_or(0)
     }
@@ -43,6 +49,14 @@ mod tests {
             serde_json::to_string(&t).unwrap(),
             r#"{"votes":{"a":0,"b":2},"total":2}"#
         );
+    }
+
+    #[test]
+    fn added_votes_count_in_the_option_and_the_total() {
+        let mut t = Tally::new(&VoteOptions::defaults(), [("a".to_string(), 1)]);
+        t.add("a", 2);
+        t.add("b", 1);
+        assert_eq!((t.count("a"), t.count("b"), t.total), (3, 1, 4));
     }
 
     #[test]

@@ -66,8 +66,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Check::WaitTally { since, plus } => {
             let mut expected = since;
             for (option, count) in plus {
-                *expected.votes.entry(option).or_default() += count;
-                expected.total += count;
+                expected.add(&option, count);
             }
             let waited = stack.wait_for_tally(&expected, cli.timeout).await?;
             println!(

@@ -123,8 +123,7 @@ impl Stack {
         };
         let before = next_tally().await.context("no tally on connect")?;
         let mut expected = before.clone();
-        *expected.votes.entry(option.to_string()).or_default() += 1;
-        expected.total += 1;
+        expected.add(option, 1);
 
         let cast = Instant::now();
         self.vote(option).await?;

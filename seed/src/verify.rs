@@ -61,8 +61,7 @@ pub async fn tally_when_up(client: &Client, url: &Url, limit: Duration) -> anyho
 pub fn expected(before: &Tally, gains: impl IntoIterator<Item = (&'static str, u64)>) -> Tally {
     let mut expected = before.clone();
     for (id, votes) in gains.into_iter().filter(|&(_, votes)| votes > 0) {
-        *expected.votes.entry(id.to_string()).or_default() += votes as i64;
-        expected.total += votes as i64;
+        expected.add(id, votes as i64);
     }
     expected
 }
