@@ -5,19 +5,17 @@
 use std::time::Duration;
 
 use ballot::queue::heartbeat_key;
-use redis::aio::MultiplexedConnection;
 use redis::RedisResult;
 use tokio_util::sync::CancellationToken;
 
 use crate::health::Health;
-use crate::queue::{connection_config, reclaim_orphans};
+use crate::queue::{reclaim_orphans, Connection};
 
 /// Beats per TTL: two may be lost before peers think this worker is gone.
 const BEATS_PER_TTL: u32 = 3;
 
 pub struct Heartbeat {
-    client: redis::Client,
-    connection: Option<MultiplexedConnection>,
+    connection: Connection,
     worker_id: String,
     key: String,
     ttl: Duration,
@@ -27,8 +25,7 @@ pub struct Heartbeat {
 impl Heartbeat {
     pub fn new(client: redis::Client, worker_id: &str, ttl: Duration) -> Self {
         Heartbeat {
-            client,
-            connection: None,
+            connection: Connection::new(client),
             worker_id: worker_id.to_string(),
             key: heartbeat_key(worker_id),
             ttl,
@@ -77,29 +74,22 @@ impl Heartbeat {
     async fn beat(&mut self, sweep: bool) -> RedisResult<()> {
         let result = self.try_beat(sweep).await;
         if result.is_err() {
-            self.connection = None;
+            self.connection.reset();
         }
         result
     }
 
     async fn try_beat(&mut self, sweep: bool) -> RedisResult<()> {
-        if self.connection.is_none() {
-            let connection = self
-                .client
-                .get_multiplexed_async_connection_with_config(&connection_config())
-                .await?;
-            self.connection = Some(connection);
-        }
-        let connection = self.connection.as_mut().expect("connected above");
+        let mut connection = self.connection.get().await?;
         redis::cmd("SET")
             .arg(&self.key)
             .arg("alive")
             .arg("PX")
             .arg(self.ttl.as_millis() as u64)
-            .query_async::<()>(connection)
+            .query_async::<()>(&mut connection)
             .await?;
         if sweep {
-            reclaim_orphans(connection, &self.worker_id).await?;
+            reclaim_orphans(&mut connection, &self.worker_id).await?;
         }
         Ok(())
     }

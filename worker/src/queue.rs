@@ -42,16 +42,45 @@ redis.call('DEL', KEYS[3])
 return moved
 ";
 
-pub fn connection_config() -> AsyncConnectionConfig {
-    // Replies may take as long as a blocking take; the default is shorter.
-    AsyncConnectionConfig::new()
-        .set_connection_timeout(Some(Duration::from_secs(2)))
-        .set_response_timeout(Some(Duration::from_secs_f64(BLOCK_SECONDS + 4.0)))
+/// A multiplexed connection made on first use; after a failure, the next
+/// use makes a new one. Cloning what `get` returns is cheap.
+pub struct Connection {
+    client: redis::Client,
+    connection: Option<MultiplexedConnection>,
+}
+
+impl Connection {
+    pub fn new(client: redis::Client) -> Self {
+        Connection {
+            client,
+            connection: None,
+        }
+    }
+
+    pub async fn get(&mut self) -> RedisResult<MultiplexedConnection> {
+        if let Some(connection) = &self.connection {
+            return Ok(connection.clone());
+        }
+        // Replies may take as long as a blocking take; the default is shorter.
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(Duration::from_secs_f64(BLOCK_SECONDS + 4.0)));
+        let connection = self
+            .client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await?;
+        self.connection = Some(connection.clone());
+        Ok(connection)
+    }
+
+    /// Drops a connection that failed, so the next `get` replaces it.
+    pub fn reset(&mut self) {
+        self.connection = None;
+    }
 }
 
 pub struct Queue {
-    client: redis::Client,
-    connection: Option<MultiplexedConnection>,
+    connection: Connection,
     processing: String,
     heartbeat: String,
     batch_size: usize,
@@ -62,8 +91,7 @@ pub struct Queue {
 impl Queue {
     pub fn new(client: redis::Client, worker_id: &str, batch_size: usize) -> Self {
         Queue {
-            client,
-            connection: None,
+            connection: Connection::new(client),
             processing: processing_list(worker_id),
             heartbeat: heartbeat_key(worker_id),
             batch_size,
@@ -79,7 +107,7 @@ impl Queue {
         if !batch.is_empty() {
             return Ok(batch);
         }
-        let mut connection = self.connection().await?;
+        let mut connection = self.connection.get().await?;
         let moved: Option<Vec<u8>> = redis::cmd("BLMOVE")
             .arg(VOTES)
             .arg(&self.processing)
@@ -88,7 +116,7 @@ impl Queue {
             .arg(BLOCK_SECONDS)
             .query_async(&mut connection)
             .await
-            .inspect_err(|_| self.disconnect())?;
+            .inspect_err(|_| self.connection.reset())?;
         match moved {
             Some(_) => self.fill().await,
             None => Ok(Vec::new()),
@@ -98,7 +126,7 @@ impl Queue {
     /// After the commit: dead letters go to `votes:dead` and the batch
     /// leaves Redis, in one transaction.
     pub async fn finish(&mut self, dead: &[&[u8]]) -> RedisResult<()> {
-        let mut connection = self.connection().await?;
+        let mut connection = self.connection.get().await?;
         let mut pipe = redis::pipe();
         pipe.atomic();
         if !dead.is_empty() {
@@ -107,7 +135,7 @@ impl Queue {
         pipe.del(&self.processing).ignore();
         pipe.query_async::<()>(&mut connection)
             .await
-            .inspect_err(|_| self.disconnect())
+            .inspect_err(|_| self.connection.reset())
     }
 
     /// On shutdown: any uncommitted batch goes back to the head of the
@@ -115,7 +143,7 @@ impl Queue {
     /// peers reclaim the batch once the heartbeat expires.
     pub async fn retire(&mut self) {
         let attempt = async {
-            let mut connection = self.connection().await?;
+            let mut connection = self.connection.get().await?;
             self.hand_back
                 .key(&self.processing)
                 .key(VOTES)
@@ -133,32 +161,14 @@ impl Queue {
     }
 
     async fn fill(&mut self) -> RedisResult<Vec<Vec<u8>>> {
-        let mut connection = self.connection().await?;
+        let mut connection = self.connection.get().await?;
         self.fill
             .key(VOTES)
             .key(&self.processing)
             .arg(self.batch_size)
             .invoke_async(&mut connection)
             .await
-            .inspect_err(|_| self.disconnect())
-    }
-
-    /// A multiplexed connection is a cheap handle; a failed one is replaced
-    /// on the next call.
-    async fn connection(&mut self) -> RedisResult<MultiplexedConnection> {
-        if let Some(connection) = &self.connection {
-            return Ok(connection.clone());
-        }
-        let connection = self
-            .client
-            .get_multiplexed_async_connection_with_config(&connection_config())
-            .await?;
-        self.connection = Some(connection.clone());
-        Ok(connection)
-    }
-
-    fn disconnect(&mut self) {
-        self.connection = None;
+            .inspect_err(|_| self.connection.reset())
     }
 }
 
