@@ -90,6 +90,34 @@ async fn started_while_postgres_is_down_it_waits_then_drains() {
     assert_stored(&postgres(&pg.url()).await, &last_ballots(&cast)).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn started_while_redis_is_down_it_waits_then_drains() {
+    let server = Redis::start();
+    let (redis_url, db_url) = (server.url(), Postgres::shared().fresh_database());
+    let cast = ballots(1_000, 400);
+    enqueue(&mut redis(&redis_url).await, &json(&cast)).await;
+    // Stopped cleanly, the server keeps the queue for its restart.
+    let server = tokio::task::spawn_blocking(move || {
+        server.stop();
+        server
+    })
+    .await
+    .unwrap();
+    let worker = InProcess::start(&redis_url, &db_url, &[]);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    let _server = tokio::task::spawn_blocking(move || {
+        server.resume();
+        server
+    })
+    .await
+    .unwrap();
+    let mut redis = redis(&redis_url).await;
+    wait_drained(&mut redis, DRAIN).await;
+    worker.stop().await;
+    assert_stored(&postgres(&db_url).await, &last_ballots(&cast)).await;
+}
+
 /// The worker binary, killed when the test ends however it ends.
 struct Process(Child);
 
