@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod healthcheck;
+pub mod limits;
 pub mod options;
 pub mod queue;
 pub mod schema;

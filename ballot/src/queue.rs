@@ -3,6 +3,12 @@
 /// The list the vote service RPUSHes ballots onto (the reference's key).
 pub const VOTES: &str = "votes";
 
+/// The queue's clock: the last `cast_at` (microseconds, Redis `TIME`) the
+/// vote service stamped a ballot with. Every vote replica stamps from it in
+/// the same script as the RPUSH, so ballots are ordered by one clock that
+/// never runs backwards, whatever the replicas' own clocks say.
+pub const CLOCK: &str = "votes:clock";
+
 /// Entries that can never be counted, kept verbatim for inspection.
 pub const DEAD_LETTERS: &str = "votes:dead";
 
