@@ -107,8 +107,36 @@ impl ServerProcess {
     pub fn stop(&self, signal: libc::c_int) {
         if let Some(mut child) = self.lock().take() {
             unsafe { libc::kill(child.id() as libc::pid_t, signal) };
+            // A paused process acts on the signal only once it runs again.
+            unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGCONT) };
             let _ = child.wait();
         }
+    }
+
+    /// Sends `signal` to the process if it is running; true if it was.
+    pub fn signal(&self, signal: libc::c_int) -> bool {
+        match self.lock().as_ref() {
+            Some(child) => unsafe { libc::kill(child.id() as libc::pid_t, signal) == 0 },
+            None => false,
+        }
+    }
+
+    /// Freezes the process (SIGSTOP): its port still accepts connections
+    /// (the kernel completes them) but nothing is answered, as when a server
+    /// hangs. Panics if it is not running.
+    pub fn pause(&self) {
+        assert!(
+            self.signal(libc::SIGSTOP),
+            "pause: the server is not running"
+        );
+    }
+
+    /// Lets a paused process run again (SIGCONT); it answers what waited.
+    pub fn unpause(&self) {
+        assert!(
+            self.signal(libc::SIGCONT),
+            "unpause: the server is not running"
+        );
     }
 
     /// Teardown runs after a failed test too: a poisoned lock still holds the child.

@@ -73,6 +73,17 @@ impl Redis {
         self.process.stop(libc::SIGTERM);
     }
 
+    /// Freezes the server (SIGSTOP): connections are still accepted, but no
+    /// command is answered or executed until `unpause`, as when Redis hangs.
+    pub fn pause(&self) {
+        self.process.pause();
+    }
+
+    /// Lets a paused server run again: it executes what was sent meanwhile.
+    pub fn unpause(&self) {
+        self.process.unpause();
+    }
+
     /// Starts the server again on the same port with the same data.
     pub fn resume(&self) {
         if !self.process.start_unless_running(|| self.spawn()) {

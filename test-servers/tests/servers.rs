@@ -1,6 +1,7 @@
-use std::io::{Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::process::Command;
+use std::time::Duration;
 
 use test_servers::{Postgres, Redis};
 
@@ -20,6 +21,31 @@ fn redis_keeps_data_across_restart() {
     assert!(TcpStream::connect(("127.0.0.1", redis.port())).is_err());
     redis.resume();
     assert_eq!(redis_cmd(redis.port(), "GET k\r\n"), "$1\r\nv\r\n");
+}
+
+#[test]
+fn a_paused_redis_answers_nothing_until_unpaused_then_runs_what_waited() {
+    let redis = Redis::start();
+    let mut client = TcpStream::connect(("127.0.0.1", redis.port())).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    redis.pause();
+    client.write_all(b"SET k paused\r\n").unwrap();
+    let mut reply = [0u8; 16];
+    let waited = client.read(&mut reply).unwrap_err().kind();
+    assert!(
+        matches!(waited, ErrorKind::WouldBlock | ErrorKind::TimedOut),
+        "{waited:?}"
+    );
+    redis.unpause();
+    let n = client.read(&mut reply).unwrap();
+    assert_eq!(&reply[..n], b"+OK\r\n");
+    assert_eq!(redis_cmd(redis.port(), "GET k\r\n"), "$6\r\npaused\r\n");
+    // Stopping a paused server does not hang.
+    redis.pause();
+    redis.stop();
+    assert!(TcpStream::connect(("127.0.0.1", redis.port())).is_err());
 }
 
 #[test]
