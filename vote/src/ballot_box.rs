@@ -1,30 +1,70 @@
-//! The Redis side of voting: push a ballot, check Redis answers. Every call
-//! gives up within `DEADLINE`, so a vote is refused quickly rather than hanging
-//! while Redis is away; one shared multiplexed connection reconnects by itself.
+//! The Redis side of voting: queue a ballot, check Redis answers. Every call
+//! is over within `DEADLINE`, so a voter is answered quickly while Redis is
+//! away or hung, and a failure says truthfully whether the ballot could
+//! have been queued ([`Failure::certainly_not_run`]).
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::OnceLock;
 use std::time::Duration;
 
+use ballot::queue::{CLOCK, VOTES};
 use ballot::Ballot;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::RedisError;
+use redis::aio::MultiplexedConnection;
+use redis::{RedisError, RedisResult, Script};
+use tokio::time::{timeout_at, Instant};
 
-/// The longest a request waits on Redis before the voter is told to retry.
+use crate::connection::SharedConnection;
+
+/// The longest a request waits on Redis, connecting included.
 const DEADLINE: Duration = Duration::from_millis(1500);
 
+/// Queues one ballot, stamped with the queue's clock: Redis `TIME` in
+/// microseconds, made strictly later than the last stamp any vote replica
+/// gave (kept at KEYS[1]). So ballots are ordered by one clock that never
+/// runs backwards, whatever the clocks of the hosts that queued them say.
+/// ARGV[1] is the ballot's JSON without its closing brace; the script adds
+/// `"cast_at"` and the brace. RPUSH comes last, so an error reply means the
+/// ballot was not queued. (Writing after TIME needs Redis 5 or later.)
+const QUEUE: &str = r#"
+local time = redis.call('TIME')
+local stamp = tonumber(time[1]) * 1000000 + tonumber(time[2])
+local last = tonumber(redis.call('GET', KEYS[1]))
+if last and stamp <= last then
+  stamp = last + 1
+end
+-- Lua shows numbers this large as 1.79e+15; '%.0f' is exact below 2^53.
+local text = string.format('%.0f', stamp)
+redis.call('SET', KEYS[1], text)
+return redis.call('RPUSH', KEYS[2], ARGV[1] .. ',"cast_at":' .. text .. '}')
+"#;
+
 #[derive(thiserror::Error, Debug)]
-pub enum Unavailable {
-    #[error("Redis is unreachable: {0}")]
-    Redis(#[from] RedisError),
+pub enum Failure {
+    /// No connection: nothing was sent.
+    #[error("cannot connect to Redis: {0}")]
+    NoConnection(RedisError),
+    /// Redis answered with an error (OOM, READONLY, LOADING, ...): it did
+    /// not run the command.
+    #[error("Redis refused the command: {0}")]
+    Refused(RedisError),
+    /// Sent on a live connection that then failed before Redis answered.
+    #[error("the connection to Redis failed before it answered: {0}")]
+    Lost(RedisError),
+    /// Sent, and no answer came in time.
     #[error("Redis did not answer within {DEADLINE:?}")]
-    TimedOut,
+    NoAnswer,
+}
+
+impl Failure {
+    /// True when Redis certainly did not run the command; otherwise it may
+    /// have run it, or may still.
+    pub fn certainly_not_run(&self) -> bool {
+        matches!(self, Failure::NoConnection(_) | Failure::Refused(_))
+    }
 }
 
 pub struct BallotBox {
-    client: redis::Client,
-    /// Made on first use: it needs the async runtime, which `rocket()` may not run in.
-    redis: OnceLock<ConnectionManager>,
+    redis: SharedConnection,
+    queue: Script,
     /// Whether the last call succeeded, so outages are logged once, not per vote.
     reachable: AtomicBool,
 }
@@ -33,59 +73,105 @@ impl BallotBox {
     /// Connects lazily: the service starts (and serves the page) without Redis.
     pub fn new(redis_url: &str) -> Result<BallotBox, RedisError> {
         Ok(BallotBox {
-            client: redis::Client::open(redis_url)?,
-            redis: OnceLock::new(),
+            redis: SharedConnection::new(redis::Client::open(redis_url)?),
+            queue: Script::new(QUEUE),
             reachable: AtomicBool::new(true),
         })
     }
 
-    fn connection(&self) -> ConnectionManager {
-        let connect = || {
-            let config = ConnectionManagerConfig::new()
-                .set_connection_timeout(Some(Duration::from_millis(500)))
-                .set_response_timeout(Some(Duration::from_secs(1)))
-                .set_number_of_retries(1)
-                .set_min_delay(Duration::from_millis(50))
-                .set_max_delay(Duration::from_millis(200));
-            ConnectionManager::new_lazy_with_config(self.client.clone(), config)
-                .expect("a plain RESP2 configuration is always accepted")
-        };
-        self.redis.get_or_init(connect).clone()
+    /// Queues `voter_id`'s ballot for `option`; Redis stamps it.
+    pub async fn push(&self, voter_id: &str, option: &str) -> Result<(), Failure> {
+        let unstamped = unstamped_json(voter_id, option);
+        let mut invocation = self.queue.key(CLOCK);
+        invocation.key(VOTES).arg(unstamped);
+        let outcome = self
+            .call(|mut redis| async move { invocation.invoke_async::<()>(&mut redis).await })
+            .await;
+        self.note(&outcome);
+        outcome
     }
 
-    /// Queues a ballot on the list the worker consumes.
-    pub async fn push(&self, ballot: &Ballot) -> Result<(), Unavailable> {
-        let mut redis = self.connection();
-        let json = ballot.to_json();
-        let rpush = redis::cmd("RPUSH")
-            .arg(ballot::queue::VOTES)
-            .arg(json)
-            .to_owned();
-        self.call(async move { rpush.query_async(&mut redis).await })
+    pub async fn ping(&self) -> Result<(), Failure> {
+        let outcome = self.ping_quietly().await;
+        self.note(&outcome);
+        outcome
+    }
+
+    async fn ping_quietly(&self) -> Result<(), Failure> {
+        self.call(|mut redis| async move { redis::cmd("PING").query_async::<()>(&mut redis).await })
             .await
     }
 
-    pub async fn ping(&self) -> Result<(), Unavailable> {
-        let mut redis = self.connection();
-        self.call(async move { redis::cmd("PING").query_async(&mut redis).await })
-            .await
+    /// Runs `send` on the shared connection within `DEADLINE` and says what
+    /// became of the command. A connection that failed is dropped, so the
+    /// next call makes a new one.
+    async fn call<T, F>(&self, send: impl FnOnce(MultiplexedConnection) -> F) -> Result<T, Failure>
+    where
+        F: std::future::Future<Output = RedisResult<T>>,
+    {
+        let deadline = Instant::now() + DEADLINE;
+        let link = match timeout_at(deadline, self.redis.get()).await {
+            Ok(Ok(link)) => link,
+            Ok(Err(e)) => return Err(Failure::NoConnection(e)),
+            Err(_) => return Err(Failure::NoConnection(no_connection_in_time())),
+        };
+        match timeout_at(deadline, send(link.connection)).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) if is_error_reply(&e) => Err(Failure::Refused(e)),
+            Ok(Err(e)) => {
+                self.redis.reset(link.id);
+                Err(Failure::Lost(e))
+            }
+            Err(_) => {
+                self.redis.reset(link.id);
+                Err(Failure::NoAnswer)
+            }
+        }
     }
 
-    async fn call(
-        &self,
-        request: impl std::future::Future<Output = Result<(), RedisError>>,
-    ) -> Result<(), Unavailable> {
-        let outcome = match tokio::time::timeout(DEADLINE, request).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(Unavailable::Redis(e)),
-            Err(_) => Err(Unavailable::TimedOut),
-        };
+    fn note<T>(&self, outcome: &Result<T, Failure>) {
         let was_reachable = self.reachable.swap(outcome.is_ok(), Ordering::Relaxed);
-        match &outcome {
-            Err(e) if was_reachable => tracing::warn!("{e}; refusing votes until it answers"),
-            Ok(()) if !was_reachable => tracing::info!("Redis answers again; taking votes"),
+        match outcome {
+            Err(e) if was_reachable => tracing::warn!("{e}; votes fail until Redis takes them"),
+            Ok(_) if !was_reachable => tracing::info!("Redis answers again; taking votes"),
             _ => {}
         }
-        outcome
+    }
+}
+
+/// The ballot's JSON as `ballot::Ballot` writes it, without `cast_at` and
+/// without the closing brace: the queue script appends both.
+fn unstamped_json(voter_id: &str, option: &str) -> String {
+    let mut ballot = Ballot::cast(voter_id, option);
+    ballot.cast_at = None;
+    let json = ballot.to_json();
+    json.strip_suffix('}')
+        .expect("a ballot is a JSON object")
+        .to_string()
+}
+
+/// Redis answered with an error of its own, rather than the connection failing.
+fn is_error_reply(e: &RedisError) -> bool {
+    e.code().is_some()
+}
+
+fn no_connection_in_time() -> RedisError {
+    RedisError::from(std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        format!("no connection within {DEADLINE:?}"),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_unstamped_ballot_is_the_ballot_json_open_at_the_end() {
+        let prefix = unstamped_json("42ea16b298bc356", "b");
+        assert_eq!(prefix, r#"{"voter_id":"42ea16b298bc356","vote":"b""#);
+        let stamped = format!(r#"{prefix},"cast_at":1795453181208434}}"#);
+        let ballot = Ballot::parse(stamped.as_bytes(), &ballot::VoteOptions::defaults()).unwrap();
+        assert_eq!(ballot.cast_at, Some(1_795_453_181_208_434));
     }
 }

@@ -2,6 +2,7 @@
 //! ballot on the Redis list `votes` for the worker to count.
 
 mod ballot_box;
+mod connection;
 mod form;
 mod page;
 mod routes;

@@ -1,4 +1,3 @@
-use ballot::Ballot;
 use rocket::data::Data;
 use rocket::http::{ContentType, CookieJar, Header, Status};
 use rocket::{get, post, routes, Responder, Route, State};
@@ -11,6 +10,15 @@ use crate::App;
 pub fn routes() -> Vec<Route> {
     routes![page, vote, healthz, readyz, stylesheet, icon]
 }
+
+/// 503: the ballot never reached Redis, or Redis refused it.
+const NOT_RECORDED: &str = "Your vote was not recorded: the ballot box is unreachable \
+                            right now. Please try again in a moment.";
+
+/// 504: the ballot was sent, but Redis did not confirm it in time.
+const UNCONFIRMED: &str = "We could not confirm your vote: the ballot box did not answer \
+                           in time, so it may or may not have been recorded. Voting again \
+                           is safe: only your latest vote counts.";
 
 #[get("/")]
 fn page<'r>(app: &'r State<App>, voter: Voter) -> VotePage<'r> {
@@ -32,16 +40,17 @@ async fn vote<'r>(
             return (refusal.status, page);
         }
     };
-    if let Err(e) = app
-        .ballot_box
-        .push(&Ballot::cast(&voter.id, option.id))
-        .await
-    {
-        tracing::debug!("vote from {} not queued: {e}", voter.id);
-        let notice = "Your vote was not recorded: the ballot box is unreachable \
-                      right now. Please try again in a moment.";
+    if let Err(e) = app.ballot_box.push(&voter.id, option.id).await {
+        tracing::debug!("vote from {} not confirmed: {e}", voter.id);
+        // Say "not recorded" only when it is certain; the page keeps
+        // showing the choice that is.
+        let (status, notice) = if e.certainly_not_run() {
+            (Status::ServiceUnavailable, NOT_RECORDED)
+        } else {
+            (Status::GatewayTimeout, UNCONFIRMED)
+        };
         let page = VotePage::new(app, voter.choice.as_deref(), Some(notice.into()));
-        return (Status::ServiceUnavailable, page);
+        return (status, page);
     }
     voter.chose(option.id, cookies);
     (

@@ -1,5 +1,7 @@
-//! Redis goes away mid-run: votes are refused quickly with a readable 503,
-//! the page and /healthz keep working, and voting resumes by itself.
+//! Redis goes away or hangs mid-run: every vote is answered within 2 s,
+//! with 503 only when the ballot was certainly not queued and 504 when it
+//! was sent but not confirmed; the page and /healthz keep working, and
+//! voting resumes by itself.
 
 mod support;
 
@@ -74,4 +76,91 @@ async fn starts_and_serves_the_page_without_redis() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(queued(&redis.url()).await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_vote_sent_to_a_hung_redis_is_unconfirmed_not_refused_and_lands_when_it_wakes() {
+    let redis = Redis::start();
+    let vote = Vote::start(&redis.url(), &[]).await;
+    let cookie = "voter_id=4b3a2d1e4b3a2d1e4b3a2d1e4b3a2d1e; vote=a";
+    assert_eq!(vote.vote("a", Some(cookie)).await.status, 200);
+
+    redis.pause();
+    let paused = Instant::now();
+    let started = Instant::now();
+    let page = vote.vote("b", Some(cookie)).await;
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(2), "answered after {took:?}");
+    assert_eq!(page.status, 504, "{}", page.body);
+    assert!(
+        page.body.contains("may or may not have been recorded"),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("Voting again is safe"), "{}", page.body);
+    // The page still shows the choice that is certain.
+    page.assert_marks("Cats");
+    assert_eq!(page.cookie_value("vote"), None);
+
+    // No connection can be set up while Redis hangs: that vote was never
+    // sent, so it is refused outright.
+    let page = vote
+        .vote("a", Some("voter_id=0000000000000000000000000000dead"))
+        .await;
+    assert_eq!(page.status, 503, "{}", page.body);
+    assert!(page.body.contains("not recorded"), "{}", page.body);
+
+    assert!(paused.elapsed() < Duration::from_secs(3));
+    redis.unpause();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let landed = r#""voter_id":"4b3a2d1e4b3a2d1e4b3a2d1e4b3a2d1e","vote":"b""#;
+    loop {
+        let entries = queued(&redis.url()).await;
+        if entries.iter().any(|e| e.contains(landed)) {
+            assert_eq!(entries.len(), 2, "{entries:?}");
+            assert!(
+                !entries
+                    .iter()
+                    .any(|e| e.contains("0000000000000000000000000000dead")),
+                "{entries:?}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the unconfirmed ballot never landed: {entries:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The next vote reconnects by itself.
+    assert_eq!(vote.vote("a", Some(cookie)).await.status, 200);
+}
+
+#[tokio::test]
+async fn a_vote_redis_refuses_with_an_error_reply_is_not_recorded() {
+    let redis = Redis::start();
+    let vote = Vote::start(&redis.url(), &[]).await;
+    assert_eq!(vote.vote("a", None).await.status, 200);
+
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut admin = client.get_multiplexed_async_connection().await.unwrap();
+    let set_maxmemory = |bytes: &str| {
+        redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("maxmemory")
+            .arg(bytes)
+            .to_owned()
+    };
+    // Every write is refused with "OOM command not allowed ...".
+    let () = set_maxmemory("1").query_async(&mut admin).await.unwrap();
+    let started = Instant::now();
+    let page = vote.vote("b", Some("vote=a")).await;
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert_eq!(page.status, 503, "{}", page.body);
+    assert!(page.body.contains("not recorded"), "{}", page.body);
+    page.assert_marks("Cats");
+
+    let () = set_maxmemory("0").query_async(&mut admin).await.unwrap();
+    assert_eq!(vote.vote("b", None).await.status, 200);
+    assert_eq!(queued(&redis.url()).await.len(), 2);
 }

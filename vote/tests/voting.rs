@@ -170,6 +170,42 @@ async fn voting_again_queues_a_newer_ballot_from_the_same_voter() {
 }
 
 #[tokio::test]
+async fn ballots_are_stamped_by_the_queue_clock_which_never_runs_backwards() {
+    let (url, vote) = started().await;
+    let client = redis::Client::open(url.as_str()).unwrap();
+    let mut redis = client.get_multiplexed_async_connection().await.unwrap();
+    // As if another replica had stamped a ballot an hour from now.
+    let ahead = ballot::now_micros() + 3_600_000_000;
+    let () = redis::cmd("SET")
+        .arg(ballot::queue::CLOCK)
+        .arg(ahead)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert_eq!(vote.vote("a", None).await.status, 200);
+    assert_eq!(vote.vote("b", None).await.status, 200);
+
+    let options = VoteOptions::defaults();
+    let stamps: Vec<i64> = queued(&url)
+        .await
+        .iter()
+        .map(|raw| {
+            Ballot::parse(raw.as_bytes(), &options)
+                .unwrap()
+                .cast_at
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(stamps, [ahead + 1, ahead + 2]);
+    let clock: i64 = redis::cmd("GET")
+        .arg(ballot::queue::CLOCK)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert_eq!(clock, ahead + 2);
+}
+
+#[tokio::test]
 async fn percent_encoded_and_extra_fields_are_understood() {
     let (url, vote) = started().await;
     let page = vote.post(FORM, b"submit=go&vote=%61", None).await;

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)] // each test binary uses its own subset
 
+use std::io::Read;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
@@ -14,6 +16,14 @@ pub struct Vote {
 }
 
 impl Vote {
+    /// A client for a vote service already listening on `port`.
+    pub fn at(port: u16) -> Vote {
+        Vote {
+            base: format!("http://127.0.0.1:{port}"),
+            http: reqwest::Client::new(),
+        }
+    }
+
     /// `vote` listening on a free port, with `extra` flags such as `--option-c`.
     pub async fn start(redis_url: &str, extra: &[&str]) -> Vote {
         let port = test_servers::free_port();
@@ -29,10 +39,7 @@ impl Vote {
             assert!(Instant::now() < deadline, "vote did not start on {port}");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        Vote {
-            base: format!("http://127.0.0.1:{port}"),
-            http: reqwest::Client::new(),
-        }
+        Vote::at(port)
     }
 
     pub async fn get(&self, path: &str, cookie: Option<&str>) -> reqwest::Response {
@@ -119,4 +126,87 @@ pub async fn queued(redis_url: &str) -> Vec<String> {
         .query_async(&mut redis)
         .await
         .unwrap()
+}
+
+/// The real `vote` binary, run by `prefix` (e.g. `faketime -f +30s`) if
+/// given, with only the environment set here: `PORT`, `REDIS_URL` and
+/// `RUST_LOG=warn`. Its stderr is kept for `Running::stderr`.
+pub fn vote_command(prefix: &[&str], port: u16, redis_url: &str) -> Command {
+    let vote = env!("CARGO_BIN_EXE_vote");
+    let mut command = match prefix {
+        [] => Command::new(vote),
+        [program, args @ ..] => {
+            let mut command = Command::new(program);
+            command.args(args).arg(vote);
+            command
+        }
+    };
+    command
+        .env_clear()
+        .env("PORT", port.to_string())
+        .env("REDIS_URL", redis_url)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    command
+}
+
+/// A `vote` process, killed when dropped.
+pub struct Running {
+    child: Child,
+    pub port: u16,
+}
+
+impl Running {
+    /// Starts `command` (made by `vote_command` for `port`) and waits until
+    /// it accepts connections.
+    pub fn start(mut command: Command, port: u16) -> Running {
+        let child = command.spawn().expect("start vote");
+        let mut running = Running { child, port };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Some(status) = running.child.try_wait().unwrap() {
+                panic!("vote exited with {status}: {}", running.stderr());
+            }
+            assert!(Instant::now() < deadline, "vote did not start on {port}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        running
+    }
+
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits up to `limit` for the process to exit on its own.
+    pub fn exit_within(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Everything it wrote to stderr: kills it first if it still runs.
+    pub fn stderr(&mut self) -> String {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let mut text = String::new();
+        if let Some(mut stderr) = self.child.stderr.take() {
+            stderr.read_to_string(&mut text).unwrap();
+        }
+        text
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
