@@ -2,7 +2,7 @@
 //! and the health endpoints.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use askama::Template;
 use ballot::VoteOptions;
@@ -19,11 +19,25 @@ use tokio::time::timeout;
 use crate::feed::{Feed, Published};
 use crate::page::ResultsPage;
 
-/// A client that cannot take a message within this long is dropped, so
-/// it never holds anything up.
+/// A client whose socket cannot take a whole message within this long is
+/// dropped: it has stopped reading, and the kernel's buffers are full.
 const SEND_TIMEOUT: Duration = Duration::from_secs(5);
+/// A close frame is a courtesy: a client that cannot take it is dropped.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+/// Bytes a socket may hold that the kernel has not taken: the one tally
+/// being sent (well under 1 KiB) and pongs. tungstenite's default is
+/// unbounded, so a client that sends pings and never reads made the
+/// service queue a pong per ping without end. At the cap a pong waiting to
+/// go out replaces the previous one and a tally send fails, which drops
+/// the client.
+const MAX_UNSENT: usize = 16 * 1024;
 /// Clients only ever send close frames; anything large is not ours.
 const MAX_CLIENT_MESSAGE: usize = 4096;
+/// Browsers send nothing but a close; a client may send this many messages
+/// (pings and pongs included) at once and this many a second after that.
+/// A client over it is closed with 1008 (policy violation).
+const INCOMING_BURST: f64 = 16.0;
+const INCOMING_PER_SECOND: f64 = 4.0;
 
 type Unavailable = (Status, &'static str);
 const DATABASE_DOWN: Unavailable = (Status::ServiceUnavailable, "database unavailable\n");
@@ -74,6 +88,10 @@ fn socket(
     let config = rocket_ws::Config {
         max_message_size: Some(MAX_CLIENT_MESSAGE),
         max_frame_size: Some(MAX_CLIENT_MESSAGE),
+        // Hand every frame to the kernel at once; hold back no more than
+        // MAX_UNSENT when it takes nothing.
+        write_buffer_size: 0,
+        max_write_buffer_size: MAX_UNSENT,
         ..Default::default()
     };
     Ok(ws.config(config).channel(move |stream| {
@@ -107,8 +125,9 @@ fn current(feed: &watch::Receiver<Feed>) -> Option<Arc<Published>> {
 }
 
 /// Sends the current tally, then each new one. The watch channel holds only
-/// the latest value, so a slow client skips stale tallies instead of
-/// queueing them; one that stops reading is dropped after SEND_TIMEOUT.
+/// the latest value, and a send completes only once the kernel has taken
+/// it, so a slow client skips stale tallies instead of queueing them; one
+/// that stops reading is dropped after SEND_TIMEOUT.
 async fn stream_tallies(
     stream: DuplexStream,
     mut feed: watch::Receiver<Feed>,
@@ -116,6 +135,7 @@ async fn stream_tallies(
 ) -> rocket_ws::result::Result<()> {
     let (mut sink, mut incoming) = stream.split();
     let mut sent: Option<Arc<Published>> = None;
+    let mut allowance = Allowance::new(Instant::now());
     loop {
         let now = feed.borrow_and_update().clone();
         let Some(latest) = now.latest.filter(|_| now.live) else {
@@ -137,6 +157,9 @@ async fn stream_tallies(
             }
             message = incoming.next() => match message {
                 Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return Ok(()),
+                Some(Ok(_)) if !allowance.take(Instant::now()) => {
+                    return close(sink, CloseCode::Policy, "too many messages").await;
+                }
                 Some(Ok(_)) => {}
             },
             _ = &mut shutdown => return close(sink, CloseCode::Away, "shutting down").await,
@@ -153,6 +176,54 @@ async fn close(
         code,
         reason: reason.into(),
     };
-    let _ = timeout(SEND_TIMEOUT, sink.send(Message::Close(Some(frame)))).await;
+    let _ = timeout(CLOSE_TIMEOUT, sink.send(Message::Close(Some(frame)))).await;
     Ok(())
+}
+
+/// A token bucket: how many more messages a client may send now.
+struct Allowance {
+    left: f64,
+    at: Instant,
+}
+
+impl Allowance {
+    fn new(now: Instant) -> Allowance {
+        Allowance {
+            left: INCOMING_BURST,
+            at: now,
+        }
+    }
+
+    /// Spends one message; false if the client has none left.
+    fn take(&mut self, now: Instant) -> bool {
+        let earned = now.duration_since(self.at).as_secs_f64() * INCOMING_PER_SECOND;
+        self.left = (self.left + earned).min(INCOMING_BURST);
+        self.at = now;
+        if self.left < 1.0 {
+            return false;
+        }
+        self.left -= 1.0;
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_burst_then_a_steady_rate() {
+        let start = Instant::now();
+        let mut allowance = Allowance::new(start);
+        assert!((0..16).all(|_| allowance.take(start)));
+        assert!(!allowance.take(start));
+        // Four a second: one more after 250 ms, and not two.
+        let later = start + Duration::from_millis(250);
+        assert!(allowance.take(later));
+        assert!(!allowance.take(later));
+        // Idle time refills the burst, never more.
+        let much_later = later + Duration::from_secs(60);
+        assert!((0..16).all(|_| allowance.take(much_later)));
+        assert!(!allowance.take(much_later));
+    }
 }

@@ -117,3 +117,63 @@ pub async fn insert_votes(db: &Client, votes: &[(&str, &str)]) {
         .unwrap();
     }
 }
+
+/// The result binary in a process of its own, so that its memory and its
+/// limits are its own; killed when dropped, even when a test fails.
+pub struct ResultProcess {
+    child: std::process::Child,
+    pub port: u16,
+}
+
+impl ResultProcess {
+    /// Starts the binary against `database_url` on a free port (`adjust`
+    /// may add to the command) and waits until it is ready.
+    pub async fn start(
+        database_url: &str,
+        adjust: impl FnOnce(&mut std::process::Command),
+    ) -> ResultProcess {
+        use std::os::unix::process::CommandExt;
+        let port = free_port();
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_result"));
+        command
+            .env_clear()
+            .env("DATABASE_URL", database_url)
+            .env("PORT", port.to_string())
+            .env("RUST_LOG", "warn");
+        // SAFETY: prctl only sets a flag of the child about to exec.
+        unsafe {
+            command.pre_exec(|| {
+                // Dies with the test binary, even if that is killed.
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        adjust(&mut command);
+        let child = command.spawn().expect("start the result binary");
+        let process = ResultProcess { child, port };
+        wait_for_status(port, "/readyz", 200).await;
+        process
+    }
+
+    /// A size field of /proc/<pid>/status, such as "VmRSS:" (resident now)
+    /// or "VmHWM:" (the most it has been resident), in KiB.
+    pub fn memory_kib(&self, field: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("the result process is alive");
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(field))
+            .and_then(|value| value.split_whitespace().next())
+            .and_then(|kib| kib.parse().ok())
+            .unwrap_or_else(|| panic!("no {field} in /proc status"))
+    }
+}
+
+impl Drop for ResultProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
