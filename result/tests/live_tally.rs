@@ -3,9 +3,10 @@
 
 mod support;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
+use futures_util::StreamExt;
 use support::*;
 use test_servers::Postgres;
 
@@ -138,19 +139,93 @@ async fn bursts_are_coalesced() {
     );
 }
 
+/// The service's documented bound: a client whose socket cannot take a whole
+/// message within 5 s is dropped.
+const STALLED_CLIENT_DROPPED_AFTER: Duration = Duration::from_secs(5);
+/// Updates come every 50-100 ms; the check runs after each.
+const SLACK: Duration = Duration::from_secs(1);
+
 #[tokio::test]
-async fn a_client_that_never_reads_holds_up_no_one() {
+async fn a_client_that_never_reads_holds_up_no_one_and_is_dropped() {
     let url = Postgres::shared().fresh_database();
-    let port = start_result(&url).await;
+    // Eight options, so that every update is the largest tally message
+    // there can be (about 230 bytes with 19-digit counts).
+    let flags: Vec<String> = ('c'..='h')
+        .flat_map(|id| {
+            [
+                format!("--option-{id}"),
+                id.to_ascii_uppercase().to_string(),
+            ]
+        })
+        .collect();
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let port = launch_result(&url, &flags);
+    wait_for_status(port, "/readyz", 200).await;
     let db = db(&url).await;
-    // Connected, then never read from again.
-    let _stalled = connect(port).await;
-    let mut reader = connect(port).await;
-    next_tally(&mut reader).await;
-    for i in 1..=20 {
-        insert_votes(&db, &[(format!("v{i}").as_str(), "b")]).await;
-        while next_tally(&mut reader).await.count("b") < i {}
+    let (mut stalled, stalled_port) = connect_never_reading(port).await;
+    let mut readers = [connect(port).await, connect(port).await];
+    for reader in &mut readers {
+        next_tally(reader).await;
     }
+
+    // Update after update, each only once both readers have it, until the
+    // server has closed the stalled connection. The server's unsent bytes
+    // for it (its Send-Q) grow while the kernel takes them; the send that
+    // the kernel refuses must be given up within the bound.
+    let base: i64 = 1_000_000_000_000_000_000;
+    let mut updates = 0;
+    let (mut queued, mut last_taken) = (0, Instant::now());
+    let started = Instant::now();
+    let dropped_at = loop {
+        assert!(
+            updates < 2_000 && started.elapsed() < Duration::from_secs(120),
+            "still connected after {updates} updates; {queued} bytes queued for it"
+        );
+        updates += 1;
+        set_every_count(&db, base + updates).await;
+        for reader in &mut readers {
+            let seen = tokio::time::timeout(Duration::from_secs(1), async {
+                while next_tally(reader).await.count("a") < base + updates {}
+            })
+            .await;
+            assert!(
+                seen.is_ok(),
+                "update {updates} took over 1 s to reach a reader"
+            );
+        }
+        match server_side(port, stalled_port) {
+            Some((ESTABLISHED, send_queue)) if send_queue > queued => {
+                (queued, last_taken) = (send_queue, Instant::now());
+            }
+            Some((ESTABLISHED, _)) => assert!(
+                last_taken.elapsed() < STALLED_CLIENT_DROPPED_AFTER + SLACK,
+                "still connected {:?} after its socket last took data ({queued} bytes queued)",
+                last_taken.elapsed()
+            ),
+            _ => break Instant::now(),
+        }
+    };
+    let waited = dropped_at - last_taken;
+    eprintln!(
+        "stalled client dropped after {updates} updates, {queued} bytes in the server's \
+         Send-Q, {waited:?} after the kernel last took any"
+    );
+    // A Send-Q means the client's receive buffer was full; the wait before
+    // the drop, that the server's send buffer was too.
+    assert!(
+        queued > 0,
+        "the stalled client's receive buffer never filled"
+    );
+    assert!(
+        waited > STALLED_CLIENT_DROPPED_AFTER - SLACK,
+        "dropped {waited:?} after its socket last took data: it was still taking it"
+    );
+    // Read at last, the stalled socket gives what was queued, then its end.
+    let drained = tokio::time::timeout(PATIENCE, async {
+        while let Some(Ok(_)) = stalled.next().await {}
+    })
+    .await;
+    assert!(drained.is_ok(), "the stalled connection is still open");
 }
 
 #[tokio::test]
@@ -205,4 +280,70 @@ async fn wait_until_total(port: u16, total: i64) {
         }
     };
     tokio::time::timeout(PATIENCE, waiting).await.unwrap();
+}
+
+/// A websocket client that never reads after the handshake, with receive
+/// buffers as small as Linux allows, so its backlog passes the kernel's
+/// buffers in seconds: a tiny SO_RCVBUF, and a small MSS (Linux sizes the
+/// server's send buffer from the peer's MSS: with loopback's 64 KiB MSS it
+/// grew to 4 MiB, minutes of tallies; with 300 bytes, about 20 KB).
+/// Returns it and its local port.
+async fn connect_never_reading(port: u16) -> (Socket, u16) {
+    use std::os::fd::AsRawFd;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(1).unwrap();
+    let mss: libc::c_int = 300;
+    // SAFETY: setsockopt reads an int from a live local for a socket we own.
+    let set = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_MAXSEG,
+            &mss as *const libc::c_int as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(set, 0, "TCP_MAXSEG: {}", std::io::Error::last_os_error());
+    let stream = socket.connect(([127, 0, 0, 1], port).into()).await.unwrap();
+    let local_port = stream.local_addr().unwrap().port();
+    let (socket, _) = tokio_tungstenite::client_async(
+        format!("ws://127.0.0.1:{port}/ws"),
+        tokio_tungstenite::MaybeTlsStream::Plain(stream),
+    )
+    .await
+    .expect("websocket upgrade");
+    (socket, local_port)
+}
+
+/// Every option's count set straight in `tallies`, with the notification the
+/// triggers would send, in one transaction.
+async fn set_every_count(db: &tokio_postgres::Client, count: i64) {
+    db.batch_execute(&format!(
+        "INSERT INTO tallies (vote, count) \
+         SELECT option, {count} FROM unnest('{{a,b,c,d,e,f,g,h}}'::text[]) AS option \
+         ON CONFLICT (vote) DO UPDATE SET count = EXCLUDED.count; \
+         SELECT pg_notify('{}', '')",
+        ballot::schema::TALLY_CHANNEL
+    ))
+    .await
+    .unwrap();
+}
+
+const ESTABLISHED: u8 = 1;
+
+/// The server's end of the connection from `client_port` to `server_port`,
+/// from /proc/net/tcp: its TCP state and the bytes it has not yet had
+/// acknowledged (Send-Q). None once the kernel has forgotten it.
+fn server_side(server_port: u16, client_port: u16) -> Option<(u8, u64)> {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    let port_of = |address: &str| u16::from_str_radix(address.rsplit(':').next()?, 16).ok();
+    table.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if port_of(fields[1])? != server_port || port_of(fields[2])? != client_port {
+            return None;
+        }
+        let state = u8::from_str_radix(fields[3], 16).ok()?;
+        let send_queue = u64::from_str_radix(fields[4].split(':').next()?, 16).ok()?;
+        Some((state, send_queue))
+    })
 }
