@@ -9,6 +9,10 @@ async fn main() -> ExitCode {
         return ballot::healthcheck::probe(config.port);
     }
     ballot::telemetry::init();
+    // Each client is a file descriptor, and Rocket holds idle and half-open
+    // connections indefinitely: a soft limit of 1,024 lets so many lock
+    // everyone out.
+    ballot::limits::raise_open_files_logged();
     match result::rocket(config).launch().await {
         Ok(_) => ExitCode::SUCCESS,
         Err(error) => {

@@ -157,6 +157,10 @@ impl ResultProcess {
         process
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// A size field of /proc/<pid>/status, such as "VmRSS:" (resident now)
     /// or "VmHWM:" (the most it has been resident), in KiB.
     pub fn memory_kib(&self, field: &str) -> u64 {
