@@ -4,18 +4,22 @@
 //! have been queued ([`Failure::certainly_not_run`]).
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use ballot::queue::{CLOCK, VOTES};
 use ballot::Ballot;
 use redis::aio::MultiplexedConnection;
-use redis::{RedisError, RedisResult, Script};
+use redis::{ErrorKind, RedisError, RedisResult, Script};
 use tokio::time::{timeout_at, Instant};
 
 use crate::connection::SharedConnection;
 
 /// The longest a request waits on Redis, connecting included.
 const DEADLINE: Duration = Duration::from_millis(1500);
+
+/// Pause between the start-up check's attempts while Redis is away.
+const CHECK_EVERY: Duration = Duration::from_secs(1);
 
 /// Queues one ballot, stamped with the queue's clock: Redis `TIME` in
 /// microseconds, made strictly later than the last stamp any vote replica
@@ -67,6 +71,8 @@ pub struct BallotBox {
     queue: Script,
     /// Whether the last call succeeded, so outages are logged once, not per vote.
     reachable: AtomicBool,
+    /// Set when Redis refused the settings themselves (see `check_settings`).
+    unusable: OnceLock<String>,
 }
 
 impl BallotBox {
@@ -76,6 +82,7 @@ impl BallotBox {
             redis: SharedConnection::new(redis::Client::open(redis_url)?),
             queue: Script::new(QUEUE),
             reachable: AtomicBool::new(true),
+            unusable: OnceLock::new(),
         })
     }
 
@@ -95,6 +102,34 @@ impl BallotBox {
         let outcome = self.ping_quietly().await;
         self.note(&outcome);
         outcome
+    }
+
+    /// Checks, until Redis answers, that the settings can work at all.
+    /// Returns one line naming REDIS_URL if Redis refuses them (a password
+    /// or user it does not accept, a database index it does not have).
+    /// Outages are waited out, logged once, while votes get 503.
+    pub async fn check_settings(&self, redis_url: &str) -> Result<(), String> {
+        loop {
+            let outcome = self.ping_quietly().await;
+            if let Err(Failure::NoConnection(e) | Failure::Refused(e)) = &outcome {
+                if refuses_the_settings(e) {
+                    let line = format!("REDIS_URL ({}) cannot work: {e}", redacted(redis_url));
+                    let _ = self.unusable.set(line.clone());
+                    return Err(line);
+                }
+            }
+            self.note(&outcome);
+            if outcome.is_ok() {
+                return Ok(());
+            }
+            tokio::time::sleep(CHECK_EVERY).await;
+        }
+    }
+
+    /// Why the service stopped on its own, if `check_settings` found the
+    /// settings unusable.
+    pub fn unusable(&self) -> Option<&str> {
+        self.unusable.get().map(String::as_str)
     }
 
     async fn ping_quietly(&self) -> Result<(), Failure> {
@@ -155,11 +190,36 @@ fn is_error_reply(e: &RedisError) -> bool {
     e.code().is_some()
 }
 
+/// Errors that mean REDIS_URL itself can never work, as opposed to outages
+/// (refused connections, timeouts, LOADING, MASTERDOWN).
+fn refuses_the_settings(e: &RedisError) -> bool {
+    e.kind() == ErrorKind::AuthenticationFailed
+        || matches!(e.code(), Some("NOAUTH" | "WRONGPASS" | "NOPERM"))
+        // The SELECT in the connection's set-up: no such database index.
+        || e.to_string().contains("refused to switch database")
+}
+
 fn no_connection_in_time() -> RedisError {
     RedisError::from(std::io::Error::new(
         std::io::ErrorKind::TimedOut,
         format!("no connection within {DEADLINE:?}"),
     ))
+}
+
+/// The URL with any password replaced by `***`, fit for a log line.
+fn redacted(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else {
+        return url.to_string();
+    };
+    let user = match rest[..at].split_once(':') {
+        Some((user, _password)) => format!("{user}:***"),
+        None => rest[..at].to_string(),
+    };
+    format!("{scheme}://{user}{}", &rest[at..])
 }
 
 #[cfg(test)]
@@ -173,5 +233,17 @@ mod tests {
         let stamped = format!(r#"{prefix},"cast_at":1795453181208434}}"#);
         let ballot = Ballot::parse(stamped.as_bytes(), &ballot::VoteOptions::defaults()).unwrap();
         assert_eq!(ballot.cast_at, Some(1_795_453_181_208_434));
+    }
+
+    #[test]
+    fn passwords_are_left_out_of_the_url() {
+        for (url, shown) in [
+            ("redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/0"),
+            ("redis://:secret@redis:6379", "redis://:***@redis:6379"),
+            ("redis://app:se:cr@t@redis/2", "redis://app:***@redis/2"),
+            ("redis://app@redis/2", "redis://app@redis/2"),
+        ] {
+            assert_eq!(redacted(url), shown);
+        }
     }
 }

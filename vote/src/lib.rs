@@ -9,10 +9,12 @@ mod routes;
 mod voter;
 
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 
 use ballot::config::RedisArgs;
 use ballot::options::OptionArgs;
 use clap::{Parser, Subcommand};
+use rocket::fairing::AdHoc;
 
 pub use ballot_box::BallotBox;
 
@@ -46,7 +48,29 @@ pub struct App {
     pub title: String,
     /// Shown on the page so people can see which replica answered.
     pub hostname: String,
-    pub ballot_box: BallotBox,
+    pub ballot_box: Arc<BallotBox>,
+}
+
+/// Why the service stopped other than on request.
+#[derive(thiserror::Error, Debug)]
+pub enum Stopped {
+    /// A setting can never work (say, Redis refuses REDIS_URL's password):
+    /// one line naming it.
+    #[error("{0}")]
+    Unusable(String),
+    #[error("vote stopped: {0}")]
+    Failed(#[from] rocket::Error),
+}
+
+/// Serves until shut down (SIGTERM, Ctrl-C), or until Redis refuses the
+/// settings themselves.
+pub async fn serve(config: Config) -> Result<(), Stopped> {
+    let rocket = rocket(config).launch().await?;
+    let app = rocket.state::<App>().expect("managed by rocket()");
+    match app.ballot_box.unusable() {
+        Some(reason) => Err(Stopped::Unusable(reason.to_string())),
+        None => Ok(()),
+    }
 }
 
 pub fn rocket(config: Config) -> rocket::Rocket<rocket::Build> {
@@ -56,9 +80,11 @@ pub fn rocket(config: Config) -> rocket::Rocket<rocket::Build> {
         title: format!("{}!", labels.join(" vs ")),
         options,
         hostname: hostname(),
-        ballot_box: BallotBox::new(&config.redis.redis_url)
-            .expect("REDIS_URL is checked when parsed"),
+        ballot_box: Arc::new(
+            BallotBox::new(&config.redis.redis_url).expect("REDIS_URL is checked when parsed"),
+        ),
     };
+    let redis_url = config.redis.redis_url;
     // Rocket's own per-request log lines are costly at high request rates;
     // tracing (RUST_LOG) carries what matters.
     let figment = rocket::Config::figment()
@@ -68,6 +94,27 @@ pub fn rocket(config: Config) -> rocket::Rocket<rocket::Build> {
     rocket::custom(figment)
         .manage(app)
         .mount("/", routes::routes())
+        .attach(AdHoc::on_liftoff("REDIS_URL check", |rocket| {
+            Box::pin(check_redis_settings(rocket, redis_url))
+        }))
+}
+
+/// Vote connects to Redis lazily, so that it serves the page through an
+/// outage. Once it serves, this checks in the background that REDIS_URL can
+/// work at all, and shuts the service down if Redis refuses it.
+async fn check_redis_settings(rocket: &rocket::Rocket<rocket::Orbit>, redis_url: String) {
+    let ballot_box = Arc::clone(&rocket.state::<App>().expect("managed").ballot_box);
+    let shutdown = rocket.shutdown();
+    tokio::spawn(async move {
+        tokio::select! {
+            checked = ballot_box.check_settings(&redis_url) => {
+                if checked.is_err() {
+                    shutdown.notify();
+                }
+            }
+            _ = shutdown.clone() => {}
+        }
+    });
 }
 
 /// The container ID under Docker (its hostname), else the machine's name.

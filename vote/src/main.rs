@@ -1,6 +1,6 @@
 use std::process::ExitCode;
 
-use vote::{Command, Config};
+use vote::{Command, Config, Stopped};
 
 fn main() -> ExitCode {
     let config: Config = ballot::config::parse();
@@ -8,10 +8,15 @@ fn main() -> ExitCode {
         return ballot::healthcheck::probe(config.port);
     }
     ballot::telemetry::init();
-    match rocket::execute(vote::rocket(config).launch()) {
-        Ok(_) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!("vote stopped: {e}");
+    match rocket::execute(vote::serve(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        // Like a bad setting found while parsing: one line, status 2.
+        Err(Stopped::Unusable(line)) => {
+            eprintln!("{line}");
+            ExitCode::from(2)
+        }
+        Err(e @ Stopped::Failed(_)) => {
+            tracing::error!("{e}");
             ExitCode::FAILURE
         }
     }

@@ -1,9 +1,13 @@
 //! The `vote` binary itself: settings from the environment, one-line errors
-//! for bad settings, the healthcheck subcommand, and a clean exit on SIGTERM.
+//! for bad settings (also those only Redis can refuse), the healthcheck
+//! subcommand, and a clean exit on SIGTERM.
+
+mod support;
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use support::{vote_command, Running};
 use test_servers::{free_port, Redis};
 
 const VOTE: &str = env!("CARGO_BIN_EXE_vote");
@@ -95,4 +99,89 @@ fn get(port: u16, path: &str) -> String {
     let mut response = String::new();
     stream.read_to_string(&mut response).unwrap();
     response
+}
+
+/// Starts vote against `redis_url` and expects it to stop by itself with
+/// status 2 and one line on stderr naming REDIS_URL (and no password).
+/// RUST_LOG=error leaves out Rocket's launch line, logged at WARN.
+fn assert_refused_at_start(redis_url: &str, cause: &str) {
+    let port = free_port();
+    let mut command = vote_command(&[], port, redis_url);
+    command.env("RUST_LOG", "error");
+    let mut vote = Running::spawn(command, port);
+    let status = vote.exit_within(Duration::from_secs(30));
+    let stderr = vote.stderr();
+    let Some(status) = status else {
+        panic!("{redis_url}: still running after 30 s: {stderr}");
+    };
+    assert_eq!(status.code(), Some(2), "{redis_url}: {stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{redis_url}: {stderr}");
+    assert!(lines[0].starts_with("REDIS_URL ("), "{stderr}");
+    assert!(lines[0].contains(cause), "{redis_url}: {stderr}");
+    assert!(
+        !lines[0].contains("s3cret") && !lines[0].contains("wrong"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_database_index_redis_refuses_stops_vote_with_one_line() {
+    let url = format!("redis://127.0.0.1:{}/20000", Redis::shared().port());
+    assert_refused_at_start(&url, "DB index is out of range");
+}
+
+#[test]
+fn credentials_redis_refuses_stop_vote_with_one_line() {
+    let redis = Redis::start();
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut admin = client.get_connection().unwrap();
+    let () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("requirepass")
+        .arg("s3cret")
+        .query(&mut admin)
+        .unwrap();
+    let port = redis.port();
+    for (url, cause) in [
+        (format!("redis://127.0.0.1:{port}"), "NOAUTH"),
+        (
+            format!("redis://:wrong@127.0.0.1:{port}"),
+            "authentication failed",
+        ),
+        (
+            format!("redis://nobody:wrong@127.0.0.1:{port}/3"),
+            "authentication failed",
+        ),
+    ] {
+        assert_refused_at_start(&url, cause);
+    }
+    // The right password works, and the check lets vote keep serving.
+    let port = free_port();
+    let url = format!("redis://:s3cret@127.0.0.1:{}/3", redis.port());
+    let mut vote = Running::start(vote_command(&[], port, &url), port);
+    assert_eq!(vote.exit_within(Duration::from_secs(2)), None);
+    assert!(get(port, "/readyz").starts_with("HTTP/1.1 200"));
+}
+
+#[test]
+fn vote_waits_out_a_redis_that_is_not_there_yet() {
+    let redis = Redis::start();
+    redis.stop();
+    let port = free_port();
+    let mut vote = Running::start(vote_command(&[], port, &redis.url()), port);
+    // Refused connections are an outage, not a bad setting: it keeps serving.
+    assert_eq!(vote.exit_within(Duration::from_secs(3)), None);
+    assert!(get(port, "/").starts_with("HTTP/1.1 200"));
+    assert!(get(port, "/readyz").starts_with("HTTP/1.1 503"));
+    redis.resume();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !get(port, "/readyz").starts_with("HTTP/1.1 200") {
+        assert!(
+            Instant::now() < deadline,
+            "vote did not reach Redis once it started"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(vote.exit_within(Duration::from_millis(100)), None);
 }

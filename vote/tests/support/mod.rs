@@ -160,9 +160,8 @@ pub struct Running {
 impl Running {
     /// Starts `command` (made by `vote_command` for `port`) and waits until
     /// it accepts connections.
-    pub fn start(mut command: Command, port: u16) -> Running {
-        let child = command.spawn().expect("start vote");
-        let mut running = Running { child, port };
+    pub fn start(command: Command, port: u16) -> Running {
+        let mut running = Running::spawn(command, port);
         let deadline = Instant::now() + Duration::from_secs(15);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             if let Some(status) = running.child.try_wait().unwrap() {
@@ -172,6 +171,12 @@ impl Running {
             std::thread::sleep(Duration::from_millis(20));
         }
         running
+    }
+
+    /// Starts `command` without waiting for it to serve.
+    pub fn spawn(mut command: Command, port: u16) -> Running {
+        let child = command.spawn().expect("start vote");
+        Running { child, port }
     }
 
     pub fn id(&self) -> u32 {
