@@ -1,0 +1,83 @@
+//! The vote binary started with a soft open-file limit of 1,024 under a
+//! higher hard one, as Docker and systemd start services: connections that
+//! begin a request and never finish it must not lock voters out. Rocket 0.5
+//! has no request-head timeout, so it holds each such connection (and its
+//! file descriptor) for as long as the client likes.
+
+mod support;
+
+use std::os::unix::process::CommandExt;
+use std::time::{Duration, Instant};
+
+use support::{vote_command, Running, Vote};
+use test_servers::{free_port, Redis};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::time::{sleep, timeout};
+
+const SOFT_LIMIT: libc::rlim_t = 1_024;
+const HALF_OPEN: usize = 1_100;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_open_connections_past_the_soft_limit_lock_no_voter_out() {
+    // This test holds over a thousand sockets itself.
+    let (_, hard) = ballot::limits::raise_open_files().expect("raise this test's own limit");
+    assert!(
+        hard >= 2 * SOFT_LIMIT,
+        "needs a hard open-file limit of at least {} (ulimit -Hn), not {hard}",
+        2 * SOFT_LIMIT
+    );
+    let port = free_port();
+    let mut command = vote_command(&[], port, &Redis::shared().fresh_db_url());
+    // SAFETY: setrlimit only reads the struct it is given.
+    unsafe {
+        command.pre_exec(move || {
+            let limit = libc::rlimit {
+                rlim_cur: SOFT_LIMIT,
+                rlim_max: hard,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let vote = Running::start(command, port);
+
+    // Connected, a request head begun and never finished.
+    let mut held = Vec::with_capacity(HALF_OPEN);
+    for _ in 0..HALF_OPEN {
+        let mut stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        stream
+            .write_all(b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+            .await
+            .unwrap();
+        held.push(stream);
+    }
+    // Until the service holds them all: it never does if it cannot open
+    // that many files, and then the vote below waits behind them.
+    let started = Instant::now();
+    while open_files(vote.id()) < HALF_OPEN && started.elapsed() < Duration::from_secs(5) {
+        sleep(Duration::from_millis(50)).await;
+    }
+
+    let started = Instant::now();
+    let answer = timeout(Duration::from_secs(1), Vote::at(port).vote("a", None)).await;
+    let status = answer.map(|page| page.status);
+    assert_eq!(
+        status,
+        Ok(200),
+        "a vote with {HALF_OPEN} half-open connections held; vote has {} files open",
+        open_files(vote.id())
+    );
+    println!("answered in {:?}", started.elapsed());
+    // The service first: each connection closed under it could log a line.
+    drop(vote);
+    drop(held);
+}
+
+fn open_files(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|fds| fds.count())
+        .unwrap_or(0)
+}
