@@ -156,7 +156,15 @@ async fn stream_tallies(
                 }
             }
             message = incoming.next() => match message {
-                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return Ok(()),
+                Some(Ok(Message::Close(_))) => {
+                    // tungstenite has queued the echo of the client's close.
+                    let _ = timeout(CLOSE_TIMEOUT, sink.flush()).await;
+                    return Ok(());
+                }
+                Some(Err(rocket_ws::result::Error::Capacity(_))) => {
+                    return close(sink, CloseCode::Size, "message too big").await;
+                }
+                Some(Err(_)) | None => return Ok(()),
                 Some(Ok(_)) if !allowance.take(Instant::now()) => {
                     return close(sink, CloseCode::Policy, "too many messages").await;
                 }

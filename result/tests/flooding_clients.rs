@@ -120,6 +120,22 @@ async fn a_client_over_the_message_rate_is_closed_with_1008() {
     assert!((16..20).contains(&pongs), "{pongs} pongs");
 }
 
+#[tokio::test]
+async fn a_message_over_4_kib_is_refused_with_1009() {
+    let url = Postgres::shared().fresh_database();
+    let port = start_result(&url).await;
+    let mut socket = connect(port).await;
+    next_tally(&mut socket).await;
+    socket.send(Message::Text("x".repeat(5000))).await.unwrap();
+    match timeout(PATIENCE, socket.next()).await {
+        Ok(Some(Ok(Message::Close(Some(frame))))) => {
+            assert_eq!(frame.code, CloseCode::Size);
+            assert_eq!(frame.reason, "message too big");
+        }
+        other => panic!("expected a close frame; got {other:?}"),
+    }
+}
+
 /// One hostile client: opens a websocket, then writes masked pings as fast
 /// as the socket takes them and never reads. Opens another when the server
 /// closes it or stops taking bytes for a second. Returns the connections

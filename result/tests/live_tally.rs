@@ -9,6 +9,7 @@ use futures_util::future::join_all;
 use futures_util::StreamExt;
 use support::*;
 use test_servers::Postgres;
+use tokio_tungstenite::tungstenite::Message;
 
 #[tokio::test]
 async fn starts_on_an_empty_database_and_shows_zeros() {
@@ -136,6 +137,21 @@ async fn bursts_are_coalesced() {
     assert!(
         messages <= most,
         "{messages} messages in {seconds:.2}s; at most {most} expected"
+    );
+}
+
+#[tokio::test]
+async fn a_client_that_closes_gets_the_close_echoed() {
+    let url = Postgres::shared().fresh_database();
+    let port = start_result(&url).await;
+    let mut socket = connect(port).await;
+    next_tally(&mut socket).await;
+    socket.close(None).await.unwrap();
+    // The echo completes the closing handshake (RFC 6455 5.5.1).
+    let echo = tokio::time::timeout(PATIENCE, socket.next()).await;
+    assert!(
+        matches!(echo, Ok(Some(Ok(Message::Close(_))))),
+        "expected the close echoed; got {echo:?}"
     );
 }
 
