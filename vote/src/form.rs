@@ -1,5 +1,6 @@
-//! Reading the vote form (`vote=<option id>`, URL-encoded). Anything else is
-//! refused with a status and a sentence a person can act on.
+//! Reading the vote form: `vote=<option id>`, URL-encoded as our page and the
+//! reference's send it, or `multipart/form-data` as `curl -F vote=a` does.
+//! Anything else is refused with a status and a sentence a person can act on.
 
 use ballot::{VoteOption, VoteOptions};
 use rocket::data::{Data, ToByteUnit};
@@ -26,40 +27,52 @@ pub async fn read_choice<'o>(
     data: Data<'_>,
     options: &'o VoteOptions,
 ) -> Result<&'o VoteOption, Refusal> {
-    if !content_type.is_some_and(|kind| kind.is_form()) {
-        return Err(refuse(
-            Status::UnsupportedMediaType,
-            "Send the vote as a form (application/x-www-form-urlencoded).",
-        ));
-    }
+    let multipart = match content_type {
+        Some(kind) if kind.is_form() => None,
+        Some(kind) if kind.is_form_data() => Some(boundary(kind)?),
+        _ => {
+            return Err(refuse(
+                Status::UnsupportedMediaType,
+                "Send the vote as a form (application/x-www-form-urlencoded \
+                 or multipart/form-data).",
+            ))
+        }
+    };
     let body = data
         .open(MAX_BODY.bytes())
-        .into_string()
+        .into_bytes()
         .await
-        .map_err(|_| refuse(Status::BadRequest, "The form could not be read as text."))?;
+        .map_err(|_| refuse(Status::BadRequest, "The form could not be read."))?;
     if !body.is_complete() {
         return Err(refuse(
             Status::PayloadTooLarge,
             format!("The form is too large (over {MAX_BODY} bytes)."),
         ));
     }
-    if body.trim().is_empty() {
+    let body = body.into_inner();
+    if body.trim_ascii().is_empty() {
         return Err(refuse(
             Status::BadRequest,
             "The form was empty: pick an option.",
         ));
     }
-    let mut chosen = body.split('&').filter_map(|field| {
-        let (name, value) = RawStr::new(field).split_at_byte(b'=');
-        (name.url_decode_lossy() == "vote").then(|| value.url_decode_lossy())
-    });
-    let (Some(id), None) = (chosen.next(), chosen.next()) else {
+    let chosen = match multipart {
+        None => url_encoded_votes(&body)?,
+        Some(boundary) => multipart_votes(body, boundary).await.map_err(|e| {
+            refuse(
+                Status::BadRequest,
+                format!("The form could not be read: {e}."),
+            )
+        })?,
+    };
+    // Other fields (a submit button's, say) are ignored.
+    let [id] = chosen.as_slice() else {
         return Err(refuse(
             Status::BadRequest,
             "The form needs exactly one `vote` field: pick an option.",
         ));
     };
-    options.get(&id).ok_or_else(|| {
+    options.get(id).ok_or_else(|| {
         let known: Vec<&str> = options.iter().map(|o| o.id).collect();
         refuse(
             Status::BadRequest,
@@ -69,4 +82,38 @@ pub async fn read_choice<'o>(
             ),
         )
     })
+}
+
+fn boundary(content_type: &ContentType) -> Result<String, Refusal> {
+    multer::parse_boundary(content_type.to_string()).map_err(|_| {
+        refuse(
+            Status::BadRequest,
+            "The multipart form has no boundary in its Content-Type.",
+        )
+    })
+}
+
+/// The values of every `vote` field of `vote=a&submit=go`.
+fn url_encoded_votes(body: &[u8]) -> Result<Vec<String>, Refusal> {
+    let body = std::str::from_utf8(body)
+        .map_err(|_| refuse(Status::BadRequest, "The form could not be read as text."))?;
+    Ok(body
+        .split('&')
+        .filter_map(|field| {
+            let (name, value) = RawStr::new(field).split_at_byte(b'=');
+            (name.url_decode_lossy() == "vote").then(|| value.url_decode_lossy().into_owned())
+        })
+        .collect())
+}
+
+/// The values of every `vote` field of a `multipart/form-data` body.
+async fn multipart_votes(body: Vec<u8>, boundary: String) -> multer::Result<Vec<String>> {
+    let mut form = multer::Multipart::with_reader(std::io::Cursor::new(body), boundary);
+    let mut votes = Vec::new();
+    while let Some(field) = form.next_field().await? {
+        if field.name() == Some("vote") {
+            votes.push(field.text().await?);
+        }
+    }
+    Ok(votes)
 }

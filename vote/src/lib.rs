@@ -94,6 +94,7 @@ pub fn rocket(config: Config) -> rocket::Rocket<rocket::Build> {
     rocket::custom(figment)
         .manage(app)
         .mount("/", routes::routes())
+        .register("/", routes::catchers())
         .attach(AdHoc::on_liftoff("REDIS_URL check", |rocket| {
             Box::pin(check_redis_settings(rocket, redis_url))
         }))

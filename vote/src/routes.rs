@@ -1,6 +1,7 @@
 use rocket::data::Data;
 use rocket::http::{ContentType, CookieJar, Header, Status};
-use rocket::{get, post, routes, Responder, Route, State};
+use rocket::response::content::RawHtml;
+use rocket::{catch, catchers, get, post, routes, Catcher, Responder, Route, State};
 
 use crate::form::read_choice;
 use crate::page::VotePage;
@@ -9,6 +10,10 @@ use crate::App;
 
 pub fn routes() -> Vec<Route> {
     routes![page, vote, healthz, readyz, stylesheet, icon]
+}
+
+pub fn catchers() -> Vec<Catcher> {
+    catchers![not_found]
 }
 
 /// 503: the ballot never reached Redis, or Redis refused it.
@@ -96,4 +101,15 @@ fn stylesheet() -> Asset {
 #[get("/favicon.svg")]
 fn icon() -> Asset {
     asset(ContentType::SVG, include_str!("../static/favicon.svg"))
+}
+
+/// Any path the service does not serve. Rocket logs each such request at
+/// ERROR and WARN under the target `rocket::server::_`, which the default log
+/// filter (ballot::telemetry) leaves out, so scanners do not flood the log.
+#[catch(404)]
+fn not_found() -> RawHtml<&'static str> {
+    RawHtml(
+        "<!doctype html><html lang=\"en\"><meta charset=\"utf-8\"><title>Not found</title>\
+         <p>Not found. <a href=\"/\">Vote here</a>.</p></html>\n",
+    )
 }

@@ -185,3 +185,47 @@ fn vote_waits_out_a_redis_that_is_not_there_yet() {
     }
     assert_eq!(vote.exit_within(Duration::from_millis(100)), None);
 }
+
+#[test]
+fn a_scanner_gets_404s_and_leaves_no_error_or_warning_in_the_log() {
+    let port = free_port();
+    let mut command = vote_command(&[], port, &Redis::shared().fresh_db_url());
+    command.env_remove("RUST_LOG"); // the default filter
+    let mut vote = Running::start(command, port);
+    for (method, path, status) in [
+        ("GET", "/wp-admin/setup.php", "404"),
+        ("GET", "/.env", "404"),
+        ("POST", "/cgi-bin/login", "404"),
+        ("PUT", "/vote", "404"),
+        ("DELETE", "/", "404"),
+        ("HEAD", "/.git/config", "404"),
+        // Rocket answers HEAD with the GET route, after finding no HEAD route.
+        ("HEAD", "/", "200"),
+    ] {
+        let response = request(port, method, path);
+        assert!(
+            response.starts_with(&format!("HTTP/1.1 {status}")),
+            "{method} {path}: {response}"
+        );
+    }
+    let stderr = vote.stderr();
+    let noisy: Vec<&str> = stderr
+        .lines()
+        .filter(|line| line.contains(" ERROR ") || line.contains(" WARN "))
+        .filter(|line| !line.contains("Rocket has launched"))
+        .collect();
+    assert!(noisy.is_empty(), "{stderr}");
+}
+
+/// A bare-bones request without a body; the whole response.
+fn request(port: u16, method: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+}

@@ -112,6 +112,39 @@ async fn malformed_voter_cookie_is_replaced() {
 }
 
 #[tokio::test]
+async fn voter_ids_from_the_reference_app_and_other_clients_are_kept() {
+    let (url, vote) = started().await;
+    let kept = [
+        "42ea16b298bc356", // the reference vote app's: 14-16 hex digits
+        "7",
+        "Voter_id-with_UPPER-and-lower-0123456789",
+        &"x".repeat(64),
+    ];
+    for id in kept {
+        let page = vote.vote("a", Some(&format!("voter_id={id}"))).await;
+        assert_eq!(page.status, 200, "{id}: {}", page.body);
+        assert_eq!(page.set_cookie("voter_id"), None, "{id} was replaced");
+    }
+    let options = VoteOptions::defaults();
+    let queued_ids: Vec<String> = queued(&url)
+        .await
+        .iter()
+        .map(|raw| Ballot::parse(raw.as_bytes(), &options).unwrap().voter_id)
+        .collect();
+    assert_eq!(queued_ids, kept);
+
+    for bad in ["", &"x".repeat(65), "has.dot", "has%20space", "tr%C3%A9ma"] {
+        let page = vote.vote("a", Some(&format!("voter_id={bad}"))).await;
+        assert_eq!(page.status, 200, "{bad:?}: {}", page.body);
+        let new = page.cookie_value("voter_id");
+        assert!(
+            new.as_ref().is_some_and(|id| id.len() == 32),
+            "{bad:?}: {new:?}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn a_vote_is_queued_as_json_and_marked_on_the_page() {
     let (url, vote) = started().await;
     let id = page(&vote, None).await.cookie_value("voter_id").unwrap();
@@ -216,11 +249,110 @@ async fn percent_encoded_and_extra_fields_are_understood() {
     assert_eq!(queued(&url).await.len(), 2);
 }
 
+/// A `multipart/form-data` body as `curl -F name=value ...` sends it.
+fn multipart(fields: &[(&str, &str)]) -> (String, Vec<u8>) {
+    let boundary = "------------------------d74496d66958873e";
+    let mut body = String::new();
+    for (name, value) in fields {
+        body.push_str(&format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+        ));
+    }
+    body.push_str(&format!("--{boundary}--\r\n"));
+    (
+        format!("multipart/form-data; boundary={boundary}"),
+        body.into_bytes(),
+    )
+}
+
+#[tokio::test]
+async fn a_multipart_form_is_a_vote_like_the_urlencoded_one() {
+    let (url, vote) = started().await;
+    let (content_type, body) = multipart(&[("vote", "b")]);
+    let page = vote
+        .post(&content_type, &body, Some("voter_id=42ea16b298bc356"))
+        .await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    page.assert_marks("Dogs");
+    assert_eq!(page.cookie_value("vote").as_deref(), Some("b"));
+    let (content_type, body) = multipart(&[("submit", "go"), ("vote", "a")]);
+    assert_eq!(vote.post(&content_type, &body, None).await.status, 200);
+
+    let too_big = "x".repeat(1100);
+    type Fields<'a> = &'a [(&'a str, &'a str)];
+    let cases: [(&str, Fields, u16, &str); 5] = [
+        (
+            "two choices",
+            &[("vote", "a"), ("vote", "b")],
+            400,
+            "exactly one `vote` field",
+        ),
+        (
+            "no vote field",
+            &[("choice", "a")],
+            400,
+            "exactly one `vote` field",
+        ),
+        ("no fields", &[], 400, "exactly one `vote` field"),
+        ("unknown option", &[("vote", "z")], 400, "no option"),
+        (
+            "over 1 KiB",
+            &[("vote", "a"), ("padding", &too_big)],
+            413,
+            "too large",
+        ),
+    ];
+    for (case, fields, status, message) in cases {
+        let (content_type, body) = multipart(fields);
+        let page = vote.post(&content_type, &body, None).await;
+        assert_eq!(page.status, status, "{case}: {}", page.body);
+        assert!(page.body.contains(message), "{case}: {}", page.body);
+    }
+    let no_boundary = vote.post("multipart/form-data", b"vote=a", None).await;
+    assert_eq!(no_boundary.status, 400, "{}", no_boundary.body);
+    let (content_type, _) = multipart(&[]);
+    let garbled = vote.post(&content_type, b"vote=a", None).await;
+    assert_eq!(garbled.status, 400, "{}", garbled.body);
+
+    let options = VoteOptions::defaults();
+    let ballots: Vec<Ballot> = queued(&url)
+        .await
+        .iter()
+        .map(|raw| Ballot::parse(raw.as_bytes(), &options).unwrap())
+        .collect();
+    assert_eq!(ballots.len(), 2, "only the two valid votes are queued");
+    assert_eq!(ballots[0].voter_id, "42ea16b298bc356");
+    assert_eq!(
+        (ballots[0].vote.as_str(), ballots[1].vote.as_str()),
+        ("b", "a")
+    );
+}
+
+#[tokio::test]
+async fn unknown_paths_get_a_short_404_page() {
+    let (_, vote) = started().await;
+    for path in ["/wp-admin", "/.env", "/static/other.css", "/healthz/x"] {
+        let response = vote.get(path, None).await;
+        assert_eq!(response.status(), 404, "{path}");
+        let html = response.text().await.unwrap();
+        assert!(html.contains("Not found"), "{path}: {html}");
+        assert!(html.contains(r#"href="/""#), "{path}: {html}");
+        assert!(html.len() < 1024, "{path}: {html}");
+    }
+    let response = vote
+        .http
+        .delete(format!("{}/x", vote.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 404);
+}
+
 #[tokio::test]
 async fn bad_input_is_refused_readably_and_nothing_is_queued() {
     let (url, vote) = started().await;
     let too_big = format!("vote=a&padding={}", "x".repeat(1100));
-    let cases: [(&str, &str, &[u8], u16, &str); 9] = [
+    let cases: [(&str, &str, &[u8], u16, &str); 10] = [
         ("unknown option", FORM, b"vote=z", 400, "no option"),
         (
             "missing field",
@@ -247,6 +379,13 @@ async fn bad_input_is_refused_readably_and_nothing_is_queued() {
         (
             "plain text",
             "text/plain",
+            b"vote=a",
+            415,
+            "Send the vote as a form",
+        ),
+        (
+            "no content type",
+            "",
             b"vote=a",
             415,
             "Send the vote as a form",
