@@ -77,7 +77,7 @@ async fn ping_floods_neither_grow_memory_nor_delay_other_clients() {
     }
     let peak = result.memory_kib("VmHWM:");
     eprintln!(
-        "{FLOODERS} flooders: {connections} connections, {} MiB of pings sent; result RSS \
+        "{FLOODERS} flooders: {connections} connections, {} MiB of pings written; result RSS \
          {before} KiB before, peak {peak} KiB; {votes} votes, slowest {slowest:?}",
         sent >> 20,
     );
