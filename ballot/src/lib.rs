@@ -3,10 +3,12 @@
 //! settings every service shares.
 
 pub mod config;
+pub mod db_error;
 pub mod healthcheck;
 pub mod limits;
 pub mod options;
 pub mod queue;
+pub mod redis_error;
 pub mod schema;
 pub mod shutdown;
 pub mod telemetry;
