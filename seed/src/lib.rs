@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 pub use config::{Config, Split};
 pub use load::Sent;
 pub use report::Summary;
-pub use verify::Verification;
+pub use verify::{Expectation, Verification};
 
 use plan::Plan;
 use progress::{Counters, Progress};
@@ -72,7 +72,7 @@ pub async fn run_until(config: Config, stop: CancellationToken) -> anyhow::Resul
 
     let verification = match (tally_url, before) {
         (Some(url), Some(before)) if !stop.is_cancelled() => {
-            let expected = verify::expected(&before, sent.gains());
+            let expected = verify::Expectation::new(&before, &sent);
             let converged = verify::converge(&client, &url, expected, config.timeout);
             stop.run_until_cancelled(converged).await
         }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use hdrhistogram::Histogram;
 use reqwest::header::{HeaderMap, CONTENT_TYPE, COOKIE, SET_COOKIE};
-use reqwest::{Client, Url};
+use reqwest::{Client, StatusCode, Url};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -30,14 +30,26 @@ const SLOWEST_MICROS: u64 = 60_000_000;
 pub struct Sent {
     pub requests: u64,
     pub succeeded: u64,
-    /// Failed requests by kind: `HTTP 503`, `timeout`, ...
+    /// Requests certainly not counted, by kind: `HTTP 503`, `HTTP 400`,
+    /// `connection failed`.
     pub failures: BTreeMap<String, u64>,
+    /// Requests that may or may not have been counted, by kind: `HTTP 504`
+    /// (sent, not confirmed), other 5xx but 503, `timeout`, `broken response`.
+    pub unknown: BTreeMap<String, u64>,
     /// Voters whose first ballot was accepted.
     pub voters: u64,
     /// Voters whose second ballot, for another option, was accepted too.
     pub changed: u64,
     /// Per option, in split order: voters whose last accepted ballot is for it.
     pub counted: Vec<u64>,
+    /// Per option: voters whose first ballot, for it, has an unknown outcome
+    /// (the option gains 0 or 1; they did not vote again).
+    pub unknown_first: Vec<u64>,
+    /// Per option: voters whose change away from it has an unknown outcome
+    /// (counted above for it; their vote may have moved instead).
+    pub unknown_from: Vec<u64>,
+    /// Per option: voters whose change to it has an unknown outcome.
+    pub unknown_to: Vec<u64>,
     /// Microseconds from sending a ballot to the end of its accepted response.
     pub latency: Histogram<u64>,
     pub wall: Duration,
@@ -50,9 +62,13 @@ impl Sent {
             requests: 0,
             succeeded: 0,
             failures: BTreeMap::new(),
+            unknown: BTreeMap::new(),
             voters: 0,
             changed: 0,
             counted: vec![0; options],
+            unknown_first: vec![0; options],
+            unknown_from: vec![0; options],
+            unknown_to: vec![0; options],
             latency: Histogram::new_with_bounds(1, SLOWEST_MICROS, 3).expect("valid bounds"),
             wall: Duration::ZERO,
         }
@@ -64,18 +80,34 @@ impl Sent {
         for (kind, n) in other.failures {
             *self.failures.entry(kind).or_default() += n;
         }
+        for (kind, n) in other.unknown {
+            *self.unknown.entry(kind).or_default() += n;
+        }
         self.voters += other.voters;
         self.changed += other.changed;
-        for (mine, theirs) in self.counted.iter_mut().zip(other.counted) {
-            *mine += theirs;
+        for (mine, theirs) in [
+            (&mut self.counted, other.counted),
+            (&mut self.unknown_first, other.unknown_first),
+            (&mut self.unknown_from, other.unknown_from),
+            (&mut self.unknown_to, other.unknown_to),
+        ] {
+            for (mine, theirs) in mine.iter_mut().zip(theirs) {
+                *mine += theirs;
+            }
         }
         self.latency
             .add(other.latency)
             .expect("histograms share bounds");
     }
 
+    /// Requests certainly not counted.
     pub fn failed(&self) -> u64 {
         self.failures.values().sum()
+    }
+
+    /// Requests that may or may not have been counted.
+    pub fn unknown(&self) -> u64 {
+        self.unknown.values().sum()
     }
 
     /// Votes the tally should gain, by option id.
@@ -133,9 +165,15 @@ struct Run {
     stop: CancellationToken,
 }
 
-/// An accepted ballot and the voter's cookie, if the response set one.
-struct Accepted {
-    voter_cookie: Option<String>,
+/// How the target answered one ballot.
+enum Answer {
+    /// Accepted, with the voter's cookie if the response set one.
+    Accepted { voter_cookie: Option<String> },
+    /// Certainly not counted: refused (4xx, 503) or never delivered.
+    Failed,
+    /// Sent, but whether it counts is unknown: 504 and other 5xx, a timeout
+    /// or a broken response.
+    Unknown,
 }
 
 impl Run {
@@ -143,8 +181,14 @@ impl Run {
         let mut sent = Sent::new(self.options);
         while let Some(voter) = self.take_voter() {
             let first = self.plan.first_choice(voter);
-            let Some(accepted) = self.post(first, None, &mut sent).await else {
-                continue;
+            let voter_cookie = match self.post(first, None, &mut sent).await {
+                Answer::Accepted { voter_cookie } => voter_cookie,
+                Answer::Failed => continue,
+                // Such a voter does not vote again: the ballot may count.
+                Answer::Unknown => {
+                    sent.unknown_first[first] += 1;
+                    continue;
+                }
             };
             sent.voters += 1;
             sent.counted[first] += 1;
@@ -153,15 +197,22 @@ impl Run {
             };
             // The same voter votes again only if we send back its cookie;
             // without one, the second ballot counts as a failed request.
-            let Some(cookie) = accepted.voter_cookie else {
+            let Some(cookie) = voter_cookie else {
                 self.count_request(&mut sent);
                 self.fail(&mut sent, "no voter_id cookie to vote again with", None);
                 continue;
             };
-            if self.post(second, Some(&cookie), &mut sent).await.is_some() {
-                sent.changed += 1;
-                sent.counted[first] -= 1;
-                sent.counted[second] += 1;
+            match self.post(second, Some(&cookie), &mut sent).await {
+                Answer::Accepted { .. } => {
+                    sent.changed += 1;
+                    sent.counted[first] -= 1;
+                    sent.counted[second] += 1;
+                }
+                Answer::Failed => {}
+                Answer::Unknown => {
+                    sent.unknown_from[first] += 1;
+                    sent.unknown_to[second] += 1;
+                }
             }
         }
         sent
@@ -175,7 +226,7 @@ impl Run {
         self.voter_limit.is_none_or(|n| voter < n).then_some(voter)
     }
 
-    async fn post(&self, choice: usize, cookie: Option<&str>, sent: &mut Sent) -> Option<Accepted> {
+    async fn post(&self, choice: usize, cookie: Option<&str>, sent: &mut Sent) -> Answer {
         if let Some(pacer) = &self.pacer {
             pacer.wait_turn().await;
         }
@@ -191,26 +242,38 @@ impl Run {
         self.count_request(sent);
         let response = match request.send().await {
             Ok(response) => response,
-            Err(e) => {
+            // Never connected: the ballot never reached the service.
+            Err(e) if e.is_connect() => {
                 self.fail(sent, failure_kind(&e), Some(&e));
-                return None;
+                return Answer::Failed;
+            }
+            Err(e) => {
+                self.unsure(sent, failure_kind(&e), Some(&e));
+                return Answer::Unknown;
             }
         };
         let status = response.status();
         let voter_cookie = voter_cookie(response.headers());
         // Reading the body to its end lets the connection go back to the pool.
         if let Err(e) = response.bytes().await {
-            self.fail(sent, failure_kind(&e), Some(&e));
-            return None;
+            self.unsure(sent, failure_kind(&e), Some(&e));
+            return Answer::Unknown;
+        }
+        let kind = format!("HTTP {}", status.as_u16());
+        if status.is_server_error() && status != StatusCode::SERVICE_UNAVAILABLE {
+            // The vote service's 504: sent to Redis, not confirmed. Other 5xx
+            // (a proxy's 502, a panic's 500) say no more than that either.
+            self.unsure(sent, &kind, None);
+            return Answer::Unknown;
         }
         if !status.is_success() {
-            self.fail(sent, &format!("HTTP {}", status.as_u16()), None);
-            return None;
+            self.fail(sent, &kind, None);
+            return Answer::Failed;
         }
         sent.latency
             .saturating_record(began.elapsed().as_micros() as u64);
         sent.succeeded += 1;
-        Some(Accepted { voter_cookie })
+        Answer::Accepted { voter_cookie }
     }
 
     fn count_request(&self, sent: &mut Sent) {
@@ -218,9 +281,20 @@ impl Run {
         self.counters.requests.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// A request certainly not counted.
     fn fail(&self, sent: &mut Sent, kind: &str, error: Option<&reqwest::Error>) {
-        self.counters.failed.fetch_add(1, Ordering::Relaxed);
         *sent.failures.entry(kind.to_string()).or_default() += 1;
+        self.warn_once(kind, error);
+    }
+
+    /// A request that may or may not have been counted.
+    fn unsure(&self, sent: &mut Sent, kind: &str, error: Option<&reqwest::Error>) {
+        *sent.unknown.entry(kind.to_string()).or_default() += 1;
+        self.warn_once(kind, error);
+    }
+
+    fn warn_once(&self, kind: &str, error: Option<&reqwest::Error>) {
+        self.counters.failed.fetch_add(1, Ordering::Relaxed);
         // One warning with the full cause; the summary counts the rest.
         if !self.warned.swap(true, Ordering::Relaxed) {
             match error {
@@ -313,19 +387,32 @@ pub(crate) mod tests {
         let mut total = Sent::new(2);
         for _ in 0..3 {
             let mut part = Sent::new(2);
-            part.requests = 4;
+            part.requests = 5;
             part.succeeded = 3;
             part.failures.insert("HTTP 503".into(), 1);
+            part.unknown.insert("HTTP 504".into(), 1);
             part.voters = 3;
             part.counted = vec![2, 1];
+            part.unknown_first = vec![1, 0];
+            part.unknown_from = vec![0, 1];
+            part.unknown_to = vec![1, 0];
             part.latency.record(1_000).unwrap();
             total.merge(part);
         }
         assert_eq!(
-            (total.requests, total.succeeded, total.failed()),
-            (12, 9, 3)
+            (
+                total.requests,
+                total.succeeded,
+                total.failed(),
+                total.unknown()
+            ),
+            (15, 9, 3, 3)
         );
         assert_eq!(total.counted, [6, 3]);
+        assert_eq!(
+            (&total.unknown_first, &total.unknown_from, &total.unknown_to),
+            (&vec![3, 0], &vec![0, 3], &vec![3, 0])
+        );
         assert_eq!(total.latency.len(), 3);
         assert_eq!(total.gains().collect::<Vec<_>>(), [("a", 6), ("b", 3)]);
     }

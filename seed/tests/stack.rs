@@ -24,7 +24,12 @@ struct Stack {
 impl Stack {
     /// Vote, worker and result on fresh stores.
     async fn start() -> Stack {
-        let stack = Stack::without_worker().await;
+        Stack::start_on(Redis::shared().fresh_db_url()).await
+    }
+
+    /// Vote, worker and result on `redis_url` and a fresh database.
+    async fn start_on(redis_url: String) -> Stack {
+        let stack = Stack::without_worker_on(redis_url).await;
         let config = worker::Config::parse_from([
             "worker",
             "--redis-url",
@@ -38,7 +43,10 @@ impl Stack {
 
     /// Vote and result only: ballots are queued but nobody counts them.
     async fn without_worker() -> Stack {
-        let redis_url = Redis::shared().fresh_db_url();
+        Stack::without_worker_on(Redis::shared().fresh_db_url()).await
+    }
+
+    async fn without_worker_on(redis_url: String) -> Stack {
         let database_url = Postgres::shared().fresh_database();
         let (vote_port, result_port) = (free_port().to_string(), free_port().to_string());
         let vote =
@@ -237,6 +245,54 @@ async fn ballots_the_vote_service_refuses_are_failures_by_status() {
     // The accepted ones are all counted.
     assert!(summary.verification.unwrap().held());
     assert_eq!(stack.stored().await, tally(10, 10));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ballots_unconfirmed_while_redis_hangs_are_counted_apart_and_verified_within_range() {
+    let redis = Redis::start();
+    let stack = Stack::start_on(redis.url()).await;
+    let config = stack.seed(&[
+        "--duration",
+        "6s",
+        "--rate",
+        "100",
+        "--split",
+        "1:1",
+        "--changes",
+        "30%",
+    ]);
+    // Redis hangs for 2.5 s mid-run: ballots already sent to it get 504,
+    // later ones 503 (no connection); it then runs what it was sent.
+    let hang = async {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        redis.pause();
+        tokio::time::sleep(Duration::from_millis(2_500)).await;
+        redis.unpause();
+    };
+    let (summary, ()) = tokio::join!(seed::run(config), hang);
+    let summary = summary.expect("seed runs");
+    println!("{summary}");
+    let sent = &summary.sent;
+    assert!(sent.unknown() > 0, "no unknown outcome: {summary}");
+    assert_eq!(sent.unknown.keys().collect::<Vec<_>>(), ["HTTP 504"]);
+    assert!(
+        sent.failures.keys().all(|kind| kind == "HTTP 503"),
+        "{summary}"
+    );
+    // Not every request succeeded: the run still counts as failed.
+    let problem = summary.problem().expect("a failed run");
+    assert!(problem.contains("unknown outcome: HTTP 504: "), "{problem}");
+
+    let verification = summary.verification.as_ref().expect("asked to verify");
+    assert!(verification.held(), "{summary}");
+    assert_eq!(verification.unknown, sent.unknown());
+    let expected = seed::Expectation::new(&tally(0, 0), sent);
+    let stored = stack.stored().await;
+    assert!(
+        expected.admits(&stored),
+        "stored {stored:?}, expected {expected:?}"
+    );
+    assert_eq!(verification.seen.as_ref(), Some(&stored));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
