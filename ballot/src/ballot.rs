@@ -9,15 +9,21 @@ pub const MAX_VOTER_ID_LEN: usize = 255;
 
 /// One vote as it travels through the Redis list `votes`.
 ///
-/// The reference app's entries carry only `voter_id` and `vote`; ours add
-/// `cast_at` (microseconds since the Unix epoch) so that a voter's latest
-/// ballot wins even when two workers commit out of order.
+/// The reference app's entries carry only `voter_id` and `vote`. Ours add
+/// `cast_at`: microseconds of the queue's clock (Redis `TIME`, see
+/// [`crate::queue::CLOCK`]) when the vote service queued the ballot, so a
+/// voter's latest ballot wins even when two workers commit out of order.
+/// The worker gives a reference-format entry both fields when it takes it
+/// from the queue (`cast_at` of the latest ballot queued before it, and its
+/// `queue_seq`), so it is ordered by its place in the queue.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct Ballot {
     pub voter_id: String,
     pub vote: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cast_at: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue_seq: Option<i64>,
 }
 
 /// Why a queue entry cannot be counted; it goes to the dead-letter list.
@@ -34,13 +40,19 @@ pub enum Poison {
 }
 
 impl Ballot {
-    /// A ballot cast now.
+    /// A ballot cast now, by this host's clock.
     pub fn cast(voter_id: impl Into<String>, vote: impl Into<String>) -> Self {
         Ballot {
             voter_id: voter_id.into(),
             vote: vote.into(),
             cast_at: Some(now_micros()),
+            queue_seq: None,
         }
+    }
+
+    /// Where the ballot stands among the voter's ballots: later wins.
+    pub fn order(&self) -> (i64, i64) {
+        (self.cast_at.unwrap_or(0), self.queue_seq.unwrap_or(0))
     }
 
     pub fn to_json(&self) -> String {
@@ -85,6 +97,17 @@ mod tests {
         assert_eq!(b.voter_id, "abc");
         assert_eq!(b.vote, "b");
         assert_eq!(b.cast_at, None);
+    }
+
+    #[test]
+    fn a_stamped_reference_ballot_orders_by_its_place() {
+        let b = Ballot::parse(
+            br#"{"cast_at":17,"queue_seq":3,"voter_id":"abc","vote":"b"}"#,
+            &options(),
+        )
+        .unwrap();
+        assert_eq!(b.order(), (17, 3));
+        assert!(b.order() > (17, 0) && b.order() < (18, 0));
     }
 
     #[test]

@@ -8,6 +8,11 @@ pub struct VoteOption {
     pub label: String,
 }
 
+/// Every option id a ballot may name: `a`..`h`. The worker counts a ballot
+/// for any of them, labelled or not, so a vote replica configured with more
+/// options than the worker never has an acknowledged ballot dropped.
+pub const OPTION_IDS: [&str; 8] = ["a", "b", "c", "d", "e", "f", "g", "h"];
+
 /// The configured choices, in id order. Always at least two (`a` and `b`).
 #[derive(Serialize, Clone, Debug, PartialEq, Eq)]
 pub struct VoteOptions(Vec<VoteOption>);
@@ -15,6 +20,26 @@ pub struct VoteOptions(Vec<VoteOption>);
 impl VoteOptions {
     pub fn defaults() -> Self {
         OptionArgs::default().options()
+    }
+
+    /// Every id in [`OPTION_IDS`], labelled "Option A" and so on: what the
+    /// worker accepts.
+    pub fn every_id() -> Self {
+        VoteOptions(
+            OPTION_IDS
+                .iter()
+                .map(|&id| VoteOption {
+                    id,
+                    label: fallback_label(id),
+                })
+                .collect(),
+        )
+    }
+
+    /// The label of `id`, or "Option C" for an id with no label configured.
+    pub fn label(&self, id: &str) -> String {
+        self.get(id)
+            .map_or_else(|| fallback_label(id), |o| o.label.clone())
     }
 
     pub fn get(&self, id: &str) -> Option<&VoteOption> {
@@ -97,6 +122,10 @@ impl OptionArgs {
     }
 }
 
+fn fallback_label(id: &str) -> String {
+    format!("Option {}", id.to_uppercase())
+}
+
 /// Labels are shown on buttons: non-empty and short enough to fit.
 fn label(value: &str) -> Result<String, String> {
     let value = value.trim();
@@ -133,6 +162,16 @@ mod tests {
         assert_eq!(o.get("d").unwrap().label, "Fish");
         assert_eq!(o.len(), 3);
         assert!(o.get("c").is_none());
+    }
+
+    #[test]
+    fn every_id_is_a_to_h_with_stand_in_labels() {
+        let every = VoteOptions::every_id();
+        assert_eq!(every.len(), 8);
+        assert_eq!(every.get("h").unwrap().label, "Option H");
+        assert!(every.get("i").is_none());
+        assert_eq!(VoteOptions::defaults().label("a"), "Cats");
+        assert_eq!(VoteOptions::defaults().label("c"), "Option C");
     }
 
     #[test]

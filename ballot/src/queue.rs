@@ -9,6 +9,11 @@ pub const VOTES: &str = "votes";
 /// never runs backwards, whatever the replicas' own clocks say.
 pub const CLOCK: &str = "votes:clock";
 
+/// Where the worker's take script keeps the place of the queue it has
+/// taken up to: the latest `cast_at` taken and the last `queue_seq` it gave
+/// a reference-format entry (see [`crate::Ballot`]).
+pub const ORDER: &str = "votes:order";
+
 /// Entries that can never be counted, kept verbatim for inspection.
 pub const DEAD_LETTERS: &str = "votes:dead";
 

@@ -1,5 +1,6 @@
--- Applied by every worker and result service at start, inside one transaction
--- holding an advisory lock, so it must stay idempotent.
+-- The whole schema, idempotent. Services run it only when `vote_schema`
+-- says the database is older than this version (see schema.rs), inside one
+-- transaction holding an advisory lock and a short lock_timeout.
 
 -- The reference app's table, kept compatible: its
 -- SELECT vote, COUNT(id) AS count FROM votes GROUP BY vote still works.
@@ -8,9 +9,16 @@ CREATE TABLE IF NOT EXISTS votes (
     vote VARCHAR(255) NOT NULL
 );
 
--- When the voter cast this ballot (microseconds since the epoch); a ballot
--- only replaces an older one, so replays and out-of-order commits are no-ops.
+-- A ballot's place in the order of the voter's ballots: only a later one
+-- replaces a vote, so replays and out-of-order commits are no-ops.
+-- cast_at: microseconds of the queue's clock (Redis TIME) when the vote
+-- service queued it; for a reference-format ballot, the cast_at of the
+-- latest ballot queued before it. queue_seq: 0 for our ballots; for
+-- reference-format ones their number in the order the queue was taken, so
+-- they sort after everything queued before them and before everything after.
+-- Adding a column with a constant default rewrites nothing.
 ALTER TABLE votes ADD COLUMN IF NOT EXISTS cast_at BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE votes ADD COLUMN IF NOT EXISTS queue_seq BIGINT NOT NULL DEFAULT 0;
 
 -- Votes per option, kept exact by the triggers below in the same transaction
 -- as the change to votes, so reading results never scans votes.
@@ -99,3 +107,12 @@ BEGIN
             FOR EACH STATEMENT EXECUTE FUNCTION tallies_after_truncate();
     END IF;
 END $$;
+
+-- One row: the version this script brings the database to. Never lowered,
+-- so an older service started beside a newer one leaves the schema alone.
+CREATE TABLE IF NOT EXISTS vote_schema (
+    single BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (single),
+    version INTEGER NOT NULL
+);
+INSERT INTO vote_schema (version) VALUES ($VERSION)
+ON CONFLICT (single) DO UPDATE SET version = GREATEST(vote_schema.version, EXCLUDED.version);

@@ -2,6 +2,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::options::OPTION_IDS;
 use crate::VoteOptions;
 
 /// Votes per option, as `/api/tally` and every websocket message show it:
@@ -13,14 +14,16 @@ pub struct Tally {
 }
 
 impl Tally {
-    /// Counts for the configured options; rows for options no longer
-    /// configured are left out of both the options and the total.
+    /// Counts for every configured option (0 where none), and for any other
+    /// option id `a`..`h` that has votes, so votes counted for an option this
+    /// service has no label for still show. Anything else is left out of
+    /// both the options and the total.
     pub fn new(options: &VoteOptions, counts: impl IntoIterator<Item = (String, i64)>) -> Self {
         let mut votes: BTreeMap<String, i64> =
             options.iter().map(|o| (o.id.to_string(), 0)).collect();
         for (id, count) in counts {
-            if let Some(slot) = votes.get_mut(&id) {
-                *slot += count;
+            if OPTION_IDS.contains(&id.as_str()) && (count != 0 || votes.contains_key(&id)) {
+                *votes.entry(id).or_default() += count;
             }
         }
         let total = votes.values().sum();
@@ -60,12 +63,25 @@ mod tests {
     }
 
     #[test]
-    fn unconfigured_options_are_ignored() {
+    fn ids_outside_a_to_h_are_ignored() {
         let t = Tally::new(
             &VoteOptions::defaults(),
             [("a".to_string(), 1), ("z".to_string(), 5)],
         );
         assert_eq!(t.total, 1);
         assert_eq!(t.count("z"), 0);
+        assert!(!t.votes.contains_key("z"));
+    }
+
+    #[test]
+    fn unlabelled_options_with_votes_are_shown() {
+        let t = Tally::new(
+            &VoteOptions::defaults(),
+            [("c".to_string(), 2), ("d".to_string(), 0)],
+        );
+        assert_eq!(
+            serde_json::to_string(&t).unwrap(),
+            r#"{"votes":{"a":0,"b":0,"c":2},"total":2}"#
+        );
     }
 }

@@ -1,6 +1,10 @@
 //! The schema against a real Postgres: tallies follow every change to votes.
 
-use ballot::schema::{count_votes, migrate, read_tally, TALLY_CHANNEL};
+use std::time::{Duration, Instant};
+
+use ballot::schema::{
+    count_votes, is_lock_timeout, migrate, read_tally, version, Migration, TALLY_CHANNEL, VERSION,
+};
 use ballot::VoteOptions;
 use futures_util::{future::join_all, stream, StreamExt};
 use test_servers::Postgres;
@@ -29,10 +33,157 @@ async fn migration_is_idempotent_and_concurrent() {
         connect(&url).await,
     ];
     let runs = clients.iter().map(migrate);
+    let mut upgrades = 0;
     for result in join_all(runs).await {
-        result.unwrap();
+        upgrades += usize::from(result.unwrap() == Migration::Upgraded { from: 0 });
     }
-    migrate(&clients[0]).await.unwrap();
+    assert_eq!(
+        upgrades, 1,
+        "one process upgrades, the others find it current"
+    );
+    assert_eq!(migrate(&clients[0]).await.unwrap(), Migration::Current);
+}
+
+#[tokio::test]
+async fn the_migrated_schema_has_its_columns_triggers_and_version() {
+    let url = Postgres::shared().fresh_database();
+    let db = connect(&url).await;
+    assert_eq!(version(&db).await.unwrap(), 0);
+    assert_eq!(migrate(&db).await.unwrap(), Migration::Upgraded { from: 0 });
+    let columns: Vec<(String, String)> = db
+        .query(
+            "SELECT column_name::text, data_type::text FROM information_schema.columns \
+             WHERE table_name = 'votes' ORDER BY ordinal_position",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let expected = [
+        ("id", "character varying"),
+        ("vote", "character varying"),
+        ("cast_at", "bigint"),
+        ("queue_seq", "bigint"),
+    ];
+    assert_eq!(
+        columns,
+        expected.map(|(c, t)| (c.to_string(), t.to_string()))
+    );
+    let triggers: Vec<String> = db
+        .query(
+            "SELECT tgname::text FROM pg_trigger \
+             WHERE tgrelid = 'votes'::regclass AND NOT tgisinternal ORDER BY tgname",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        triggers,
+        [
+            "tallies_delete",
+            "tallies_insert",
+            "tallies_truncate",
+            "tallies_update"
+        ]
+    );
+    assert_eq!(version(&db).await.unwrap(), VERSION);
+
+    // A second run changes nothing: not even the functions' definitions.
+    let snapshot = "SELECT string_agg(md5(pg_get_functiondef(p.oid)) || xmin::text, ',' \
+                    ORDER BY proname) FROM pg_proc p WHERE proname LIKE 'tallies_%'";
+    let before: String = db.query_one(snapshot, &[]).await.unwrap().get(0);
+    assert_eq!(migrate(&db).await.unwrap(), Migration::Current);
+    let after: String = db.query_one(snapshot, &[]).await.unwrap().get(0);
+    assert_eq!(before, after);
+}
+
+#[tokio::test]
+async fn a_current_schema_takes_no_lock_a_reader_of_votes_holds_up() {
+    let url = Postgres::shared().fresh_database();
+    let db = connect(&url).await;
+    migrate(&db).await.unwrap();
+    let reader = connect(&url).await;
+    reader
+        .batch_execute("BEGIN; SELECT count(*) FROM votes")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let again = tokio::time::timeout(Duration::from_secs(2), migrate(&connect(&url).await)).await;
+    assert_eq!(
+        again.expect("migrate waited on the reader").unwrap(),
+        Migration::Current
+    );
+    assert!(started.elapsed() < Duration::from_secs(1));
+    reader.batch_execute("COMMIT").await.unwrap();
+}
+
+#[tokio::test]
+async fn an_upgrade_blocked_by_a_reader_gives_up_quickly_and_holds_up_no_writer() {
+    let url = Postgres::shared().fresh_database();
+    let db = connect(&url).await;
+    migrate(&db).await.unwrap();
+    // As if written by an older release: the next start upgrades.
+    db.batch_execute("UPDATE vote_schema SET version = 1")
+        .await
+        .unwrap();
+    let reader = connect(&url).await;
+    reader
+        .batch_execute("BEGIN; SELECT count(*) FROM votes")
+        .await
+        .unwrap();
+
+    let migrating = connect(&url).await;
+    let started = Instant::now();
+    let blocked = migrate(&migrating).await.unwrap_err();
+    assert!(is_lock_timeout(&blocked), "{blocked:?}");
+    assert!(started.elapsed() < Duration::from_secs(2));
+    // The failed attempt left no transaction open: the connection works.
+    migrating.batch_execute("SELECT 1").await.unwrap();
+
+    // While upgrades keep trying, writers get through. (The retries have a
+    // connection of their own: one dropped mid-query is closed, not reused.)
+    let writer = connect(&url).await;
+    let retrying = connect(&url).await;
+    let retries = async {
+        loop {
+            let _ = migrate(&retrying).await;
+        }
+    };
+    let writes = async {
+        for i in 0..20 {
+            let started = Instant::now();
+            writer
+                .execute(
+                    "INSERT INTO votes (id, vote) VALUES ($1, 'a')",
+                    &[&format!("w{i}")],
+                )
+                .await
+                .unwrap();
+            assert!(
+                started.elapsed() < Duration::from_millis(600),
+                "a write waited {:?} behind the upgrade",
+                started.elapsed()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::select! {
+        () = retries => unreachable!(),
+        () = writes => {}
+    }
+    drop(retrying);
+
+    reader.batch_execute("COMMIT").await.unwrap();
+    assert_eq!(
+        migrate(&migrating).await.unwrap(),
+        Migration::Upgraded { from: 1 }
+    );
+    assert_tallies_match(&db).await;
 }
 
 #[tokio::test]

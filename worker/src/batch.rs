@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use ballot::{now_micros, Ballot, VoteOptions};
+use ballot::{Ballot, VoteOptions};
 
 /// One batch of queue entries, sorted out.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -20,6 +20,7 @@ pub struct Votes {
     pub voter_ids: Vec<String>,
     pub votes: Vec<String>,
     pub cast_at: Vec<i64>,
+    pub queue_seq: Vec<i64>,
     /// Where each row came from in the batch, to dead-letter it verbatim.
     pub entries: Vec<usize>,
 }
@@ -39,54 +40,40 @@ impl Votes {
             voter_ids: vec![self.voter_ids[i].clone()],
             votes: vec![self.votes[i].clone()],
             cast_at: vec![self.cast_at[i]],
+            queue_seq: vec![self.queue_seq[i]],
             entries: vec![self.entries[i]],
         })
     }
 }
 
-/// Stamps ballots in the reference format (no `cast_at`) in the order this
-/// worker reads them, so a voter's later ballot in the queue wins.
-#[derive(Debug, Default)]
-pub struct Clock {
-    last: i64,
-}
-
-impl Clock {
-    /// Now in microseconds, always later than the previous stamp.
-    pub fn stamp(&mut self) -> i64 {
-        self.last = now_micros().max(self.last + 1);
-        self.last
-    }
-}
-
 impl Batch {
-    /// `entries` in queue order, oldest first.
-    pub fn sort_out(entries: &[Vec<u8>], options: &VoteOptions, clock: &mut Clock) -> Batch {
+    /// `entries` in queue order, oldest first, as the take script left them:
+    /// every ballot has its place (`cast_at`, `queue_seq`) by then.
+    pub fn sort_out(entries: &[Vec<u8>], options: &VoteOptions) -> Batch {
         let mut poison = Vec::new();
-        let mut latest: HashMap<String, (i64, usize, Ballot)> = HashMap::new();
+        let mut latest: HashMap<String, (usize, Ballot)> = HashMap::new();
         for (index, entry) in entries.iter().enumerate() {
             match Ballot::parse(entry, options) {
                 Err(reason) => poison.push((index, reason.to_string())),
-                Ok(ballot) => {
-                    let cast_at = ballot.cast_at.unwrap_or_else(|| clock.stamp());
-                    // On equal stamps the first one stays, as in Postgres,
+                Ok(ballot) => match latest.get(&ballot.voter_id) {
+                    // On equal places the first one stays, as in Postgres,
                     // so where batches split the queue cannot matter.
-                    match latest.get(&ballot.voter_id) {
-                        Some((seen, _, _)) if *seen >= cast_at => {}
-                        _ => {
-                            latest.insert(ballot.voter_id.clone(), (cast_at, index, ballot));
-                        }
+                    Some((_, seen)) if seen.order() >= ballot.order() => {}
+                    _ => {
+                        latest.insert(ballot.voter_id.clone(), (index, ballot));
                     }
-                }
+                },
             }
         }
         let mut rows: Vec<_> = latest.into_values().collect();
-        rows.sort_unstable_by(|a, b| a.2.voter_id.cmp(&b.2.voter_id));
+        rows.sort_unstable_by(|a, b| a.1.voter_id.cmp(&b.1.voter_id));
         let mut votes = Votes::default();
-        for (cast_at, index, ballot) in rows {
+        for (index, ballot) in rows {
+            let (cast_at, queue_seq) = ballot.order();
             votes.voter_ids.push(ballot.voter_id);
             votes.votes.push(ballot.vote);
             votes.cast_at.push(cast_at);
+            votes.queue_seq.push(queue_seq);
             votes.entries.push(index);
         }
         Batch { votes, poison }
@@ -99,7 +86,7 @@ mod tests {
 
     fn sort_out(entries: &[&str]) -> Batch {
         let entries: Vec<Vec<u8>> = entries.iter().map(|e| e.as_bytes().to_vec()).collect();
-        Batch::sort_out(&entries, &VoteOptions::defaults(), &mut Clock::default())
+        Batch::sort_out(&entries, &VoteOptions::every_id())
     }
 
     #[test]
@@ -113,19 +100,31 @@ mod tests {
         assert_eq!(batch.votes.voter_ids, ["v1", "v2"]);
         assert_eq!(batch.votes.votes, ["a", "a"]);
         assert_eq!(batch.votes.cast_at, [30, 20]);
+        assert_eq!(batch.votes.queue_seq, [0, 0]);
         assert_eq!(batch.votes.entries, [1, 0]);
         assert!(batch.poison.is_empty());
     }
 
     #[test]
-    fn reference_ballots_are_ordered_by_queue_position() {
+    fn a_place_in_the_queue_sorts_after_the_ballot_before_it() {
         let batch = sort_out(&[
-            r#"{"voter_id":"v","vote":"a"}"#,
-            r#"{"voter_id":"v","vote":"b"}"#,
-            r#"{"voter_id":"w","vote":"a"}"#,
+            r#"{"voter_id":"v","vote":"a","cast_at":30}"#,
+            r#"{"cast_at":30,"queue_seq":7,"voter_id":"v","vote":"b"}"#,
+            r#"{"cast_at":30,"queue_seq":8,"voter_id":"w","vote":"a"}"#,
+            r#"{"voter_id":"w","vote":"c","cast_at":31}"#,
         ]);
-        assert_eq!(batch.votes.votes, ["b", "a"]);
-        assert!(batch.votes.cast_at[0] < batch.votes.cast_at[1]);
+        assert_eq!(batch.votes.votes, ["b", "c"]);
+        assert_eq!(batch.votes.queue_seq, [7, 0]);
+    }
+
+    #[test]
+    fn every_option_id_counts_whatever_is_labelled() {
+        let batch = sort_out(&[
+            r#"{"voter_id":"v","vote":"h","cast_at":1}"#,
+            r#"{"voter_id":"w","vote":"i","cast_at":1}"#,
+        ]);
+        assert_eq!(batch.votes.votes, ["h"]);
+        assert_eq!(batch.poison.len(), 1);
     }
 
     #[test]
@@ -140,13 +139,6 @@ mod tests {
         assert_eq!(positions, [0, 2, 3]);
         assert!(batch.poison[1].1.contains("unknown option"));
         assert_eq!(batch.votes.len(), 1);
-    }
-
-    #[test]
-    fn clock_never_repeats() {
-        let mut clock = Clock::default();
-        let stamps: Vec<i64> = (0..1000).map(|_| clock.stamp()).collect();
-        assert!(stamps.windows(2).all(|w| w[0] < w[1]));
     }
 
     #[test]

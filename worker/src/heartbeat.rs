@@ -33,17 +33,21 @@ impl Heartbeat {
         }
     }
 
-    /// The first beat and sweep, retried through outages; false if shut down first.
-    pub async fn first_beat(&mut self, shutdown: &CancellationToken) -> bool {
+    /// The first beat and sweep, retried through outages; false if shut
+    /// down first, an error of one line if REDIS_URL can never work.
+    pub async fn first_beat(&mut self, shutdown: &CancellationToken) -> Result<bool, String> {
         loop {
             match self.beat(true).await {
                 Ok(()) => {
                     self.health.up();
-                    return true;
+                    return Ok(true);
                 }
                 Err(e) => {
+                    if let Some(unusable) = ballot::redis_error::unusable_setting(&e) {
+                        return Err(unusable);
+                    }
                     if !self.health.down(&e, shutdown).await {
-                        return false;
+                        return Ok(false);
                     }
                 }
             }

@@ -8,20 +8,20 @@ mod heartbeat;
 mod queue;
 mod store;
 
+use std::borrow::Cow;
 use std::time::{Duration, Instant};
 
 use ballot::config::{DatabaseArgs, RedisArgs};
-use ballot::options::OptionArgs;
-use ballot::VoteOptions;
+use ballot::{db_error, redis_error, VoteOptions};
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use batch::{Batch, Clock, Votes};
+use batch::{Batch, Votes};
 
 use health::Health;
 use heartbeat::Heartbeat;
-use queue::Queue;
+use queue::{Queue, Taken};
 use store::{Failure, Store};
 
 /// How long shutdown waits for a commit already under way.
@@ -35,8 +35,6 @@ pub struct Config {
     pub redis: RedisArgs,
     #[command(flatten)]
     pub database: DatabaseArgs,
-    #[command(flatten)]
-    pub options: OptionArgs,
     /// Most ballots taken from the queue and written in one transaction.
     #[arg(long, env = "BATCH_SIZE", default_value_t = 1000,
           value_parser = clap::value_parser!(u32).range(1..=100_000))]
@@ -46,39 +44,60 @@ pub struct Config {
     #[arg(long, env = "HEARTBEAT_TTL", default_value_t = 10,
           value_parser = clap::value_parser!(u64).range(2..=3600))]
     pub heartbeat_ttl: u64,
+    /// Most entries kept in the dead-letter list `votes:dead`; the oldest
+    /// are dropped (and the drop logged) beyond it.
+    #[arg(long, env = "DEAD_LETTERS_MAX", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    pub dead_letters_max: u64,
 }
 
 /// Works until `shutdown` is cancelled, then hands back whatever batch it
-/// has not committed and returns. Outages are waited out, never returned.
+/// has not committed and returns. Outages are waited out, never returned;
+/// a setting that can never work (a refused password, no such database)
+/// ends it with an error of one line naming the setting.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let worker_id = format!("{:016x}", rand::random::<u64>());
     let redis = redis::Client::open(config.redis.redis_url.as_str())?;
     let ttl = Duration::from_secs(config.heartbeat_ttl);
-    let options = config.options.options();
     info!(%worker_id, batch_size = config.batch_size, "worker starting");
 
     // Claim liveness before taking any ballot, or a peer could reclaim them.
     let mut heartbeat = Heartbeat::new(redis.clone(), &worker_id, ttl);
-    if !heartbeat.first_beat(&shutdown).await {
-        return Ok(());
+    match heartbeat.first_beat(&shutdown).await {
+        Ok(true) => {}
+        Ok(false) => return Ok(()),
+        Err(unusable) => anyhow::bail!(unusable),
     }
-    let beating = tokio::spawn(heartbeat.keep_beating(shutdown.clone()));
+    // Cancelled on shutdown, or when a setting turns out never to work.
+    let stop = shutdown.child_token();
+    let beating = tokio::spawn(heartbeat.keep_beating(stop.clone()));
 
     let mut worker = Worker {
-        queue: Queue::new(redis, &worker_id, config.batch_size as usize),
+        queue: Queue::new(
+            redis,
+            &worker_id,
+            config.batch_size as usize,
+            config.dead_letters_max as usize,
+        ),
         store: Store::new(config.database.pg_config()),
-        options,
-        clock: Clock::default(),
+        // Every option id counts, labelled or not: a vote replica with more
+        // options than this worker knows must not have its ballots dropped.
+        options: VoteOptions::every_id(),
         redis_health: Health::new("redis"),
         postgres_health: Health::new("postgres"),
+        unusable: None,
     };
-    if worker.prepare_store(&shutdown).await {
+    if worker.prepare_store(&stop).await {
         info!(%worker_id, "worker ready");
-        while worker.round(&shutdown).await {}
+        while worker.round(&stop).await {}
     }
 
+    stop.cancel();
     let _ = beating.await;
     worker.queue.retire().await;
+    if let Some(unusable) = worker.unusable {
+        anyhow::bail!(unusable);
+    }
     info!(%worker_id, "worker stopped");
     Ok(())
 }
@@ -87,9 +106,10 @@ struct Worker {
     queue: Queue,
     store: Store,
     options: VoteOptions,
-    clock: Clock,
     redis_health: Health,
     postgres_health: Health,
+    /// Set when a setting turned out never to work: the worker stops.
+    unusable: Option<String>,
 }
 
 impl Worker {
@@ -102,8 +122,7 @@ impl Worker {
                     return true;
                 }
                 Err(e) => {
-                    let reason = store::explain(&e);
-                    if !self.postgres_health.down(&reason, shutdown).await {
+                    if !self.postgres_down(&e, shutdown).await {
                         return false;
                     }
                 }
@@ -111,25 +130,55 @@ impl Worker {
         }
     }
 
+    /// Waits out a Redis failure; false if shut down first, or if the
+    /// failure says REDIS_URL can never work.
+    async fn redis_down(&mut self, e: &redis::RedisError, shutdown: &CancellationToken) -> bool {
+        if let Some(unusable) = redis_error::unusable_setting(e) {
+            self.unusable = Some(unusable);
+            return false;
+        }
+        self.redis_health.down(e, shutdown).await
+    }
+
+    /// As `redis_down`, for Postgres and DATABASE_URL.
+    async fn postgres_down(
+        &mut self,
+        e: &tokio_postgres::Error,
+        shutdown: &CancellationToken,
+    ) -> bool {
+        if let Some(unusable) = db_error::unusable_setting(e) {
+            self.unusable = Some(unusable);
+            return false;
+        }
+        self.postgres_health
+            .down(&db_error::explain(e), shutdown)
+            .await
+    }
+
     /// Takes one batch (waiting a second at most for the first ballot),
-    /// commits it, then clears it from Redis. False once shut down.
+    /// commits it, then clears it from Redis. False once stopped.
     async fn round(&mut self, shutdown: &CancellationToken) -> bool {
         if shutdown.is_cancelled() {
             return false;
         }
         let started = Instant::now();
-        let entries = match self.queue.take().await {
-            Ok(entries) => {
+        let taken = match self.queue.take().await {
+            Ok(taken) => {
                 self.redis_health.up();
-                entries
+                taken
             }
-            Err(e) => return self.redis_health.down(&e, shutdown).await,
+            Err(e) => return self.redis_down(&e, shutdown).await,
         };
+        report_set_asides(&taken);
+        if taken.needs_order {
+            return self.start_order(shutdown).await;
+        }
+        let entries = taken.entries;
         if entries.is_empty() {
             return true;
         }
-        let taken = started.elapsed();
-        let batch = Batch::sort_out(&entries, &self.options, &mut self.clock);
+        let took = started.elapsed();
+        let batch = Batch::sort_out(&entries, &self.options);
         let sorted = started.elapsed();
         for (index, reason) in &batch.poison {
             warn!(entry = %preview(&entries[*index]), %reason, "dead-lettering a poison ballot");
@@ -141,23 +190,31 @@ impl Worker {
         for (index, reason) in &refused {
             warn!(entry = %preview(&entries[*index]), %reason, "dead-lettering a ballot Postgres refused");
         }
-        let dead: Vec<&[u8]> = batch
+        let dead: Vec<Cow<[u8]>> = batch
             .poison
             .iter()
             .map(|(i, _)| *i)
             .chain(refused.iter().map(|(i, _)| *i))
-            .map(|i| entries[i].as_slice())
+            .map(|i| queue::as_queued(&entries[i]))
             .collect();
         loop {
             match self.queue.finish(&dead).await {
-                Ok(()) => {
+                Ok(finished) => {
                     self.redis_health.up();
+                    match finished {
+                        Some(dropped) => report_dropped_dead_letters(dropped),
+                        None => info!(
+                            "the batch left Redis before it was cleared (a peer took it \
+                             back, or a lost reply's retry); it is committed and its \
+                             replay changes nothing"
+                        ),
+                    }
                     debug!(
                         entries = entries.len(),
                         voters = batch.votes.len(),
                         dead = dead.len(),
-                        ?taken,
-                        sort = ?(sorted - taken),
+                        ?took,
+                        sort = ?(sorted - took),
                         commit = ?(committed - sorted),
                         finish = ?(started.elapsed() - committed),
                         "batch done"
@@ -166,11 +223,31 @@ impl Worker {
                 }
                 // Committed but not cleared: a replay later is a no-op.
                 Err(e) => {
-                    if !self.redis_health.down(&e, shutdown).await {
+                    if !self.redis_down(&e, shutdown).await {
                         return false;
                     }
                 }
             }
+        }
+    }
+
+    /// Starts the queue's order where Postgres's latest ballot stands; true
+    /// to go on (also after a failure: the next take asks again).
+    async fn start_order(&mut self, shutdown: &CancellationToken) -> bool {
+        let place = match self.store.latest_place().await {
+            Ok(place) => place,
+            Err(e) => return self.postgres_down(&e, shutdown).await,
+        };
+        match self.queue.start_order(place).await {
+            Ok(()) => {
+                info!(
+                    cast_at = place.0,
+                    queue_seq = place.1,
+                    "queue order started"
+                );
+                true
+            }
+            Err(e) => self.redis_down(&e, shutdown).await,
         }
     }
 
@@ -198,12 +275,11 @@ impl Worker {
                     return Some(refused);
                 }
                 Err(Failure::Conflict(e)) => {
-                    debug!(error = %store::explain(&e), "write conflict; retrying");
+                    debug!(error = %db_error::explain(&e), "write conflict; retrying");
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
                 Err(Failure::Outage(e)) => {
-                    let reason = store::explain(&e);
-                    if !self.postgres_health.down(&reason, shutdown).await {
+                    if !self.postgres_down(&e, shutdown).await {
                         return None;
                     }
                 }
@@ -216,4 +292,39 @@ impl Worker {
 fn preview(entry: &[u8]) -> String {
     let text = String::from_utf8_lossy(&entry[..entry.len().min(200)]);
     text.escape_debug().to_string()
+}
+
+/// What the take set aside before the batch: entries too big to be ballots
+/// (already dead-lettered) and ballots dated too far ahead (re-dated to
+/// their place in the queue).
+fn report_set_asides(taken: &Taken) {
+    if let Some((size, start)) = taken.oversized.first() {
+        let largest = taken.oversized.iter().map(|(size, _)| size).max();
+        warn!(
+            count = taken.oversized.len(),
+            largest,
+            first = %preview(start),
+            first_size = size,
+            "dead-lettering entries over {} bytes: not ballots",
+            queue::MAX_ENTRY_BYTES
+        );
+    }
+    for entry in &taken.clamped {
+        warn!(
+            entry = %preview(entry),
+            "cast_at more than {} s ahead of the queue's clock: ordered by its place in the queue instead",
+            queue::MAX_AHEAD_MICROS / 1_000_000
+        );
+    }
+    report_dropped_dead_letters(taken.dead_dropped);
+}
+
+fn report_dropped_dead_letters(dropped: i64) {
+    if dropped > 0 {
+        warn!(
+            dropped,
+            "dropped the oldest dead letters to keep {} within DEAD_LETTERS_MAX",
+            ballot::queue::DEAD_LETTERS
+        );
+    }
 }

@@ -1,9 +1,10 @@
 //! The Redis side: ballots move atomically from `votes` into this worker's
 //! processing list and stay there until Postgres has committed them.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
-use ballot::queue::{heartbeat_key, processing_list, DEAD_LETTERS, VOTES};
+use ballot::queue::{heartbeat_key, processing_list, DEAD_LETTERS, ORDER, VOTES};
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, RedisResult, Script};
 use tracing::{info, warn};
@@ -11,20 +12,125 @@ use tracing::{info, warn};
 /// How long a take blocks on an empty queue, so shutdown is noticed.
 const BLOCK_SECONDS: f64 = 1.0;
 
+/// Our entries are about 100 bytes. Longer ones are not ballots: they go
+/// to the dead letters when taken and never into a batch, so a batch holds
+/// at most `BATCH_SIZE` x 4 KiB and no entry can stall a round.
+pub const MAX_ENTRY_BYTES: usize = 4096;
+
+/// How far a `cast_at` may be ahead of the queue's clock (Redis `TIME`,
+/// which stamps every ballot of ours) before it is not believed.
+pub const MAX_AHEAD_MICROS: i64 = 5_000_000;
+
+/// Most bytes of oversized entries one take moves to the dead letters, so
+/// a flood of them holds Redis (and the heartbeat) up for a short while at
+/// a time; the rest are moved by the following takes.
+const OVERSIZED_BYTES_PER_TAKE: usize = 32 << 20;
+
+/// Keeps the dead letters to the newest ARGV[1] entries; the count it
+/// dropped is in `dropped`. Shared by the scripts that dead-letter.
+const TRIM_DEAD: &str = r"
+local function trim_dead(key, cap)
+  local excess = redis.call('LLEN', key) - tonumber(cap)
+  if excess > 0 then
+    redis.call('LTRIM', key, excess, -1)
+    return excess
+  end
+  return 0
+end
+";
+
 /// Tops the processing list up to the batch size from the head of `votes`
-/// and returns all of it: a batch whose commit failed, or whose reply was
-/// lost on the way, is taken again before anything new.
-const FILL: &str = r"
+/// and returns {oversized, clamped, dead letters dropped, the batch, 1 if
+/// the order must be started first (see [`Queue::start_order`])}. The
+/// batch is all of the processing list, so one whose commit failed, or
+/// whose reply was lost on the way, is taken again before anything new.
+///
+/// Ordering happens here, atomically with the take, so it follows the
+/// queue: an entry without a `cast_at` (the reference format), or with one
+/// too far ahead of the queue's clock, gets the place of the latest ballot
+/// taken before it (`cast_at`) plus a `queue_seq` that grows with every
+/// such entry. The place is written into the entry, so a batch handed back
+/// to the queue keeps it. Oversized entries go to the dead letters.
+///
+/// KEYS: votes, processing list, order, dead letters.
+/// ARGV: batch size, max entry bytes, max ahead (us), dead-letter cap,
+/// oversized bytes per take.
+const FILL: &str = r#"
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
 local room = tonumber(ARGV[1]) - redis.call('LLEN', KEYS[2])
+local oversized, clamped, dropped = {}, {}, 0
+local order = redis.call('HMGET', KEYS[3], 'cast_at', 'seq')
+if room > 0 and not order[1] then
+  -- No order yet (a new or emptied Redis): the worker sets it from
+  -- Postgres first, so nothing taken sorts before what is stored.
+  return {oversized, clamped, dropped, {}, 1}
+end
 if room > 0 then
-  local taken = redis.call('LPOP', KEYS[1], room)
-  if taken then
-    for i = 1, #taken, 1000 do
-      redis.call('RPUSH', KEYS[2], unpack(taken, i, math.min(i + 999, #taken)))
+  local place, seq = tonumber(order[1]), tonumber(order[2])
+  local max_bytes, latest = tonumber(ARGV[2]), now + tonumber(ARGV[3])
+  local budget = tonumber(ARGV[5])
+  local taken = {}
+  while #taken < room and budget > 0 do
+    local entry = redis.call('LPOP', KEYS[1])
+    if not entry then break end
+    if #entry > max_bytes then
+      budget = budget - #entry
+      redis.call('RPUSH', KEYS[4], entry)
+      oversized[#oversized + 1] = {#entry, string.sub(entry, 1, 120)}
+    else
+      local cast_at = tonumber(string.match(entry, '"cast_at"%s*:%s*(%-?%d+)%s*[,}]'))
+      local stamp = '"cast_at":' .. string.format('%.0f', place) .. ',"queue_seq":'
+      if cast_at and cast_at <= latest then
+        if cast_at > place then place = cast_at end
+      elseif cast_at then
+        seq = seq + 1
+        entry = string.gsub(entry, '"cast_at"%s*:%s*%-?%d+', stamp .. seq, 1)
+        clamped[#clamped + 1] = string.sub(entry, 1, 120)
+      elseif string.find(entry, '^%s*{') then
+        local ok, ballot = pcall(cjson.decode, entry)
+        if ok and type(ballot) == 'table' and next(ballot) ~= nil and ballot.queue_seq == nil then
+          seq = seq + 1
+          entry = string.gsub(entry, '^(%s*{)', '%1' .. stamp .. seq .. ',', 1)
+        end
+      end
+      taken[#taken + 1] = entry
     end
   end
+  for i = 1, #taken, 1000 do
+    redis.call('RPUSH', KEYS[2], unpack(taken, i, math.min(i + 999, #taken)))
+  end
+  redis.call('HSET', KEYS[3], 'cast_at', string.format('%.0f', place), 'seq', seq)
+  if #oversized > 0 then dropped = trim_dead(KEYS[4], ARGV[4]) end
 end
-return redis.call('LRANGE', KEYS[2], 0, -1)
+return {oversized, clamped, dropped, redis.call('LRANGE', KEYS[2], 0, -1), 0}
+"#;
+
+/// Sets where the order starts, unless a peer set it first.
+/// KEYS: order. ARGV: cast_at, queue_seq.
+const START_ORDER: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('HSET', KEYS[1], 'cast_at', ARGV[1], 'seq', ARGV[2])
+end
+";
+
+/// After the commit: dead letters go to `votes:dead` and the batch leaves
+/// Redis, at once. Only if the batch is still there: a retry after a lost
+/// reply, or a batch a peer reclaimed meanwhile, dead-letters nothing
+/// twice. Returns the dead letters dropped to keep the cap, or -1.
+///
+/// KEYS: processing list, dead letters. ARGV: cap, then the dead letters.
+const FINISH: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+local dropped = 0
+if #ARGV > 1 then
+  for i = 2, #ARGV, 1000 do
+    redis.call('RPUSH', KEYS[2], unpack(ARGV, i, math.min(i + 999, #ARGV)))
+  end
+  dropped = trim_dead(KEYS[2], ARGV[1])
+end
+redis.call('DEL', KEYS[1])
+return dropped
 ";
 
 /// Moves a processing list back to the head of `votes` in its order and
@@ -79,63 +185,93 @@ impl Connection {
     }
 }
 
+/// One take: the batch in flight, and what the take set aside.
+#[derive(Debug, Default)]
+pub struct Taken {
+    /// The batch, oldest first; empty if the queue stayed empty for a second.
+    pub entries: Vec<Vec<u8>>,
+    /// Entries over [`MAX_ENTRY_BYTES`], already dead-lettered: (size, start).
+    pub oversized: Vec<(usize, Vec<u8>)>,
+    /// The starts of entries whose `cast_at` was too far ahead and was
+    /// replaced by their place in the queue.
+    pub clamped: Vec<Vec<u8>>,
+    /// Oldest dead letters dropped to keep the cap.
+    pub dead_dropped: i64,
+    /// Nothing was taken: Redis has no order yet (see [`Queue::start_order`]).
+    pub needs_order: bool,
+}
+
 pub struct Queue {
     connection: Connection,
     processing: String,
     heartbeat: String,
     batch_size: usize,
+    dead_letters_max: usize,
     fill: Script,
+    finish: Script,
     hand_back: Script,
+    start_order: Script,
 }
 
 impl Queue {
-    pub fn new(client: redis::Client, worker_id: &str, batch_size: usize) -> Self {
+    pub fn new(
+        client: redis::Client,
+        worker_id: &str,
+        batch_size: usize,
+        dead_letters_max: usize,
+    ) -> Self {
         Queue {
             connection: Connection::new(client),
             processing: processing_list(worker_id),
             heartbeat: heartbeat_key(worker_id),
             batch_size,
-            fill: Script::new(FILL),
+            dead_letters_max,
+            fill: Script::new(&format!("{TRIM_DEAD}{FILL}")),
+            finish: Script::new(&format!("{TRIM_DEAD}{FINISH}")),
             hand_back: Script::new(HAND_BACK),
+            start_order: Script::new(START_ORDER),
         }
     }
 
-    /// The batch in flight, oldest first; empty if the queue stayed empty
-    /// for a second.
-    pub async fn take(&mut self) -> RedisResult<Vec<Vec<u8>>> {
-        let batch = self.fill().await?;
-        if !batch.is_empty() {
-            return Ok(batch);
+    /// The batch in flight, waiting up to a second for the queue to fill.
+    pub async fn take(&mut self) -> RedisResult<Taken> {
+        let taken = self.fill().await?;
+        if !taken.entries.is_empty() || taken.needs_order {
+            return Ok(taken);
         }
+        // Moving the head of `votes` onto itself is a no-op that blocks
+        // until there is one: every entry is still taken by the script.
         let mut connection = self.connection.get().await?;
-        let moved: Option<Vec<u8>> = redis::cmd("BLMOVE")
+        let head: Option<Vec<u8>> = redis::cmd("BLMOVE")
             .arg(VOTES)
-            .arg(&self.processing)
+            .arg(VOTES)
             .arg("LEFT")
-            .arg("RIGHT")
+            .arg("LEFT")
             .arg(BLOCK_SECONDS)
             .query_async(&mut connection)
             .await
             .inspect_err(|_| self.connection.reset())?;
-        match moved {
-            Some(_) => self.fill().await,
-            None => Ok(Vec::new()),
+        match head {
+            Some(_) => Ok(self.fill().await?.merge(taken)),
+            None => Ok(taken),
         }
     }
 
     /// After the commit: dead letters go to `votes:dead` and the batch
-    /// leaves Redis, in one transaction.
-    pub async fn finish(&mut self, dead: &[&[u8]]) -> RedisResult<()> {
+    /// leaves Redis, in one script. Returns the dead letters dropped to
+    /// keep the cap (0 if none), or None if the batch had already gone.
+    pub async fn finish(&mut self, dead: &[Cow<'_, [u8]>]) -> RedisResult<Option<i64>> {
         let mut connection = self.connection.get().await?;
-        let mut pipe = redis::pipe();
-        pipe.atomic();
-        if !dead.is_empty() {
-            pipe.rpush(DEAD_LETTERS, dead).ignore();
-        }
-        pipe.del(&self.processing).ignore();
-        pipe.query_async::<()>(&mut connection)
+        let dropped: i64 = self
+            .finish
+            .key(&self.processing)
+            .key(DEAD_LETTERS)
+            .arg(self.dead_letters_max)
+            .arg(dead)
+            .invoke_async(&mut connection)
             .await
-            .inspect_err(|_| self.connection.reset())
+            .inspect_err(|_| self.connection.reset())?;
+        Ok((dropped >= 0).then_some(dropped))
     }
 
     /// On shutdown: any uncommitted batch goes back to the head of the
@@ -160,16 +296,83 @@ impl Queue {
         }
     }
 
-    async fn fill(&mut self) -> RedisResult<Vec<Vec<u8>>> {
+    /// Where the order of a new (or emptied) Redis starts: the place of the
+    /// latest ballot stored, so ballots taken from now on sort after it.
+    pub async fn start_order(&mut self, (cast_at, queue_seq): (i64, i64)) -> RedisResult<()> {
         let mut connection = self.connection.get().await?;
-        self.fill
-            .key(VOTES)
-            .key(&self.processing)
-            .arg(self.batch_size)
+        self.start_order
+            .key(ORDER)
+            .arg(cast_at)
+            .arg(queue_seq)
             .invoke_async(&mut connection)
             .await
             .inspect_err(|_| self.connection.reset())
     }
+
+    async fn fill(&mut self) -> RedisResult<Taken> {
+        let mut connection = self.connection.get().await?;
+        type Reply = (Vec<(usize, Vec<u8>)>, Vec<Vec<u8>>, i64, Vec<Vec<u8>>, i64);
+        let (oversized, clamped, dead_dropped, entries, needs_order): Reply = self
+            .fill
+            .key(VOTES)
+            .key(&self.processing)
+            .key(ORDER)
+            .key(DEAD_LETTERS)
+            .arg(self.batch_size)
+            .arg(MAX_ENTRY_BYTES)
+            .arg(MAX_AHEAD_MICROS)
+            .arg(self.dead_letters_max)
+            .arg(OVERSIZED_BYTES_PER_TAKE)
+            .invoke_async(&mut connection)
+            .await
+            .inspect_err(|_| self.connection.reset())?;
+        Ok(Taken {
+            entries,
+            oversized,
+            clamped,
+            dead_dropped,
+            needs_order: needs_order == 1,
+        })
+    }
+}
+
+impl Taken {
+    /// This take, after `earlier` (an empty one whose set-asides still count).
+    fn merge(mut self, earlier: Taken) -> Taken {
+        let mut oversized = earlier.oversized;
+        oversized.append(&mut self.oversized);
+        let mut clamped = earlier.clamped;
+        clamped.append(&mut self.clamped);
+        Taken {
+            oversized,
+            clamped,
+            dead_dropped: earlier.dead_dropped + self.dead_dropped,
+            ..self
+        }
+    }
+}
+
+/// An entry as it was queued: without the place FILL wrote into a
+/// reference-format entry (`{"cast_at":N,"queue_seq":N,` at its start, a
+/// shape our vote service never writes), so dead letters stay verbatim.
+pub fn as_queued(entry: &[u8]) -> Cow<'_, [u8]> {
+    let brace = entry.iter().take_while(|b| b.is_ascii_whitespace()).count() + 1;
+    let Some(rest) = entry
+        .get(brace..)
+        .filter(|_| entry.get(brace - 1) == Some(&b'{'))
+        .and_then(|rest| strip_number_field(rest, b"\"cast_at\":"))
+        .and_then(|rest| strip_number_field(rest, b"\"queue_seq\":"))
+    else {
+        return Cow::Borrowed(entry);
+    };
+    Cow::Owned([&entry[..brace], rest].concat())
+}
+
+/// `rest` after `name`, a run of digits and a comma, if it starts so.
+fn strip_number_field<'a>(rest: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
+    let rest = rest.strip_prefix(name)?;
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    rest[digits..].strip_prefix(b",").filter(|_| digits > 0)
 }
 
 /// Returns the batches of workers whose heartbeat has expired to the head
@@ -217,4 +420,59 @@ pub async fn reclaim_orphans(
         }
     }
     Ok(reclaimed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A finish retried after its reply was lost (or a batch a peer took
+    /// back meanwhile) dead-letters nothing twice.
+    #[tokio::test]
+    async fn a_repeated_finish_dead_letters_once() {
+        let url = test_servers::Redis::shared().fresh_db_url();
+        let client = redis::Client::open(url.as_str()).unwrap();
+        let mut redis = client.get_multiplexed_async_connection().await.unwrap();
+        let poison = b"not a ballot".to_vec();
+        redis::cmd("RPUSH")
+            .arg(VOTES)
+            .arg(&poison)
+            .query_async::<()>(&mut redis)
+            .await
+            .unwrap();
+        let mut queue = Queue::new(client, "w", 10, 100);
+        queue.start_order((0, 0)).await.unwrap();
+        let taken = queue.take().await.unwrap();
+        assert_eq!(taken.entries, std::slice::from_ref(&poison));
+        let dead = [Cow::Borrowed(poison.as_slice())];
+        assert_eq!(queue.finish(&dead).await.unwrap(), Some(0));
+        assert_eq!(queue.finish(&dead).await.unwrap(), None);
+        let letters: Vec<Vec<u8>> = redis::cmd("LRANGE")
+            .arg(DEAD_LETTERS)
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut redis)
+            .await
+            .unwrap();
+        assert_eq!(letters, [poison]);
+    }
+
+    #[test]
+    fn a_stamped_reference_entry_is_restored_as_queued() {
+        let queued = |e: &str| String::from_utf8(as_queued(e.as_bytes()).into_owned()).unwrap();
+        assert_eq!(
+            queued(r#" {"cast_at":17,"queue_seq":3,"voter_id":"v","vote":"z"}"#),
+            r#" {"voter_id":"v","vote":"z"}"#
+        );
+        assert_eq!(queued(r#"{"cast_at":1,"queue_seq":2,}"#), "{}");
+        for unchanged in [
+            r#"{"voter_id":"v","vote":"z","cast_at":17}"#,
+            r#"{"cast_at":17,"voter_id":"v"}"#,
+            r#"{"cast_at":-1,"queue_seq":3,"vote":"a"}"#,
+            "not json",
+            "",
+        ] {
+            assert_eq!(queued(unchanged), unchanged);
+        }
+    }
 }

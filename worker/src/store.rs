@@ -3,19 +3,23 @@
 
 use std::time::Duration;
 
+use ballot::db_error;
+use ballot::schema::Migration;
 use tokio_postgres::error::SqlState;
+use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, NoTls, Statement};
-use tracing::debug;
+use tracing::{debug, info};
 
 use crate::batch::Votes;
 
 /// Only a strictly newer ballot replaces a voter's vote, so replays and
 /// batches committed out of order change nothing.
 const UPSERT: &str = "\
-    INSERT INTO votes (id, vote, cast_at) \
-    SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[]) \
-    ON CONFLICT (id) DO UPDATE SET vote = EXCLUDED.vote, cast_at = EXCLUDED.cast_at \
-    WHERE votes.cast_at < EXCLUDED.cast_at";
+    INSERT INTO votes (id, vote, cast_at, queue_seq) \
+    SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[]) \
+    ON CONFLICT (id) DO UPDATE \
+    SET vote = EXCLUDED.vote, cast_at = EXCLUDED.cast_at, queue_seq = EXCLUDED.queue_seq \
+    WHERE (votes.cast_at, votes.queue_seq) < (EXCLUDED.cast_at, EXCLUDED.queue_seq)";
 
 /// Why a write did not happen.
 #[derive(Debug)]
@@ -59,7 +63,10 @@ impl Store {
             .batch_execute("SET client_min_messages = warning")
             .await?;
         // Every (re)connect: the database may be new since the last one.
-        ballot::schema::migrate(&client).await?;
+        // A current schema costs a read and locks nothing writers wait on.
+        if let Migration::Upgraded { from } = ballot::schema::migrate(&client).await? {
+            info!(from, to = ballot::schema::VERSION, "schema upgraded");
+        }
         let upsert = client.prepare(UPSERT).await?;
         self.connected = Some((client, upsert));
         Ok(())
@@ -80,7 +87,7 @@ impl Store {
         for row in votes.rows() {
             match self.upsert(&row).await {
                 Ok(()) => {}
-                Err(e) if is_bad_data(&e) => refused.push((row.entries[0], explain(&e))),
+                Err(e) if is_bad_data(&e) => refused.push((row.entries[0], db_error::explain(&e))),
                 // Rows already written are replayed as no-ops on the retry.
                 Err(e) => return Err(classify(e)),
             }
@@ -88,12 +95,32 @@ impl Store {
         Ok(refused)
     }
 
+    /// The place of the latest ballot stored: (cast_at, queue_seq), or
+    /// (0, 0) with none. Reads the whole table, so only for starting the
+    /// order on a new or emptied Redis.
+    pub async fn latest_place(&mut self) -> Result<(i64, i64), tokio_postgres::Error> {
+        self.connect().await?;
+        let (client, _) = self.connected.as_ref().expect("connected above");
+        let row = client
+            .query_opt(
+                "SELECT cast_at, queue_seq FROM votes \
+                 ORDER BY cast_at DESC, queue_seq DESC LIMIT 1",
+                &[],
+            )
+            .await?;
+        Ok(row.map_or((0, 0), |r| (r.get(0), r.get(1))))
+    }
+
     async fn upsert(&mut self, votes: &Votes) -> Result<(), tokio_postgres::Error> {
         self.connect().await?;
         let (client, upsert) = self.connected.as_ref().expect("connected above");
-        client
-            .execute(upsert, &[&votes.voter_ids, &votes.votes, &votes.cast_at])
-            .await?;
+        let columns: [&(dyn ToSql + Sync); 4] = [
+            &votes.voter_ids,
+            &votes.votes,
+            &votes.cast_at,
+            &votes.queue_seq,
+        ];
+        client.execute(upsert, &columns).await?;
         Ok(())
     }
 }
@@ -111,14 +138,5 @@ fn classify(e: tokio_postgres::Error) -> Failure {
             Failure::Conflict(e)
         }
         _ => Failure::Outage(e),
-    }
-}
-
-/// The server's own message when there is one: the plain `Display` of a
-/// database error says only "db error".
-pub fn explain(e: &tokio_postgres::Error) -> String {
-    match e.as_db_error() {
-        Some(db) => format!("{} ({})", db.message(), db.code().code()),
-        None => e.to_string(),
     }
 }

@@ -126,7 +126,6 @@ impl Process {
         let child = Command::new(env!("CARGO_BIN_EXE_worker"))
             .env("REDIS_URL", redis_url)
             .env("DATABASE_URL", database_url)
-            .env("OPTION_C", "Fish")
             .env("BATCH_SIZE", "500")
             .env("HEARTBEAT_TTL", "2")
             .env("RUST_LOG", "warn")
@@ -134,6 +133,17 @@ impl Process {
             .spawn()
             .expect("start the worker binary");
         Process(child)
+    }
+
+    /// The most memory the process has held (VmHWM), in MiB.
+    fn peak_rss_mib(&self) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.0.id())).unwrap();
+        let kib: f64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmHWM in /proc/<pid>/status");
+        kib / 1024.0
     }
 
     fn signal(&self, name: &str) {
@@ -231,4 +241,104 @@ fn a_bad_setting_stops_the_binary_with_one_line_naming_it() {
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.contains("BATCH_SIZE"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_entries_stall_no_worker_and_miss_no_heartbeat() {
+    let (redis_url, db_url) = fresh();
+    let mut redis = redis(&redis_url).await;
+    let workers = [
+        Process::start(&redis_url, &db_url),
+        Process::start(&redis_url, &db_url),
+    ];
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while heartbeats(&mut redis).await.len() < 2 {
+        assert!(Instant::now() < deadline, "workers did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let db = postgres(&db_url).await;
+
+    // 300 entries of 1 MB, then one good ballot.
+    let huge = format!(
+        "{{\"voter_id\":\"{}\",\"vote\":\"a\"}}",
+        "x".repeat(1 << 20)
+    );
+    for _ in 0..30 {
+        enqueue(&mut redis, &vec![huge.clone(); 10]).await;
+    }
+    let good = ballots(1, 1);
+    enqueue(&mut redis, &json(&good)).await;
+    let queued_at = Instant::now();
+    loop {
+        // Two beats are lost before peers count a worker gone; both stay.
+        assert_eq!(heartbeats(&mut redis).await.len(), 2, "a heartbeat expired");
+        if !stored(&db).await.is_empty() {
+            break;
+        }
+        assert!(
+            queued_at.elapsed() < Duration::from_secs(5),
+            "the good ballot was not counted within 5 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let counted_after = queued_at.elapsed();
+    assert_stored(&db, &last_ballots(&good)).await;
+    assert_eq!(dead_letters(&mut redis).await.len(), 300);
+    for worker in &workers {
+        let peak = worker.peak_rss_mib();
+        assert!(peak < 100.0, "a worker peaked at {peak:.0} MiB");
+    }
+    eprintln!(
+        "good ballot counted {counted_after:?} after 300 MB of oversized entries; peak RSS {:.1} / {:.1} MiB",
+        workers[0].peak_rss_mib(),
+        workers[1].peak_rss_mib()
+    );
+}
+
+/// A setting that can never work stops the worker within 30 s, with one
+/// line naming it and a non-zero exit, instead of retrying forever.
+#[tokio::test]
+async fn an_unusable_setting_stops_the_binary_with_one_line_naming_it() {
+    let redis = Redis::shared();
+    let pg = Postgres::shared();
+    let cases = [
+        (
+            "DATABASE_URL",
+            redis.fresh_db_url(),
+            pg.db_url("no_such_database"),
+        ),
+        (
+            "REDIS_URL",
+            format!("redis://127.0.0.1:{}/20000", redis.port()),
+            pg.fresh_database(),
+        ),
+    ];
+    for (setting, redis_url, database_url) in cases {
+        let output = tokio::task::spawn_blocking(move || {
+            let mut child = Command::new(env!("CARGO_BIN_EXE_worker"))
+                .env("REDIS_URL", redis_url)
+                .env("DATABASE_URL", database_url)
+                .env("RUST_LOG", "warn")
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            let started = Instant::now();
+            while child.try_wait().unwrap().is_none() {
+                if started.elapsed() > Duration::from_secs(30) {
+                    let _ = child.kill();
+                    panic!("still running after 30 s");
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            child.wait_with_output().unwrap()
+        })
+        .await
+        .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{setting}: {stderr}");
+        let lines: Vec<&str> = stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "{setting}: {stderr}");
+        assert!(lines[0].contains(setting), "{setting}: {stderr}");
+    }
 }

@@ -210,3 +210,191 @@ async fn a_live_workers_batch_is_left_alone() {
     assert_eq!(still_held, held);
     assert_eq!(queued(&mut redis).await.0, 0);
 }
+
+/// The queue's clock now, in microseconds: what the vote service stamps
+/// `cast_at` with.
+async fn queue_clock(redis: &mut redis::aio::MultiplexedConnection) -> i64 {
+    let (seconds, micros): (i64, i64) = redis::cmd("TIME").query_async(redis).await.unwrap();
+    seconds * 1_000_000 + micros
+}
+
+#[tokio::test]
+async fn reference_ballots_are_ordered_by_their_place_among_ours() {
+    // For each batch size: entries split into batches differently, and
+    // taken by the worker long after they were queued (a backlog).
+    for batch_size in ["1", "2", "1000"] {
+        let (redis_url, db_url) = fresh();
+        let mut redis = redis(&redis_url).await;
+        let ours = |voter: &str, vote: &str, cast_at: i64| {
+            format!(r#"{{"voter_id":"{voter}","vote":"{vote}","cast_at":{cast_at}}}"#)
+        };
+        let reference =
+            |voter: &str, vote: &str| format!(r#"{{"voter_id":"{voter}","vote":"{vote}"}}"#);
+        let before = queue_clock(&mut redis).await;
+        enqueue(
+            &mut redis,
+            &[
+                ours("ann", "a", before),
+                // Queued after ann's ballot of ours: it wins.
+                reference("ann", "b"),
+                // Queued before bob's ballot of ours: it loses.
+                reference("bob", "a"),
+                ours("bob", "b", before + 1),
+                // Two of the reference's own: the later one wins.
+                reference("cat", "a"),
+                reference("cat", "c"),
+                reference("dan", "c"),
+            ],
+        )
+        .await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let worker = InProcess::start(&redis_url, &db_url, &["--batch-size", batch_size]);
+        wait_drained(&mut redis, DRAIN).await;
+        let later = queue_clock(&mut redis).await;
+        enqueue(&mut redis, &[ours("dan", "a", later)]).await;
+        wait_drained(&mut redis, DRAIN).await;
+        worker.stop().await;
+        let expected = BTreeMap::from(
+            [("ann", "b"), ("bob", "b"), ("cat", "c"), ("dan", "a")]
+                .map(|(voter, vote)| (voter.to_string(), vote.to_string())),
+        );
+        let db = postgres(&db_url).await;
+        assert_eq!(
+            stored(&db)
+                .await
+                .into_iter()
+                .map(|(voter, (vote, _))| (voter, vote))
+                .collect::<BTreeMap<_, _>>(),
+            expected,
+            "batch size {batch_size}"
+        );
+        assert_stored(&db, &expected).await;
+    }
+}
+
+#[tokio::test]
+async fn a_cast_at_far_ahead_of_the_queue_clock_does_not_freeze_the_voter() {
+    let (redis_url, db_url) = fresh();
+    let mut redis = redis(&redis_url).await;
+    let now = queue_clock(&mut redis).await;
+    enqueue(
+        &mut redis,
+        &[
+            format!(r#"{{"voter_id":"eve","vote":"a","cast_at":{}}}"#, i64::MAX),
+            format!(
+                r#"{{"voter_id":"fay","vote":"a","cast_at":{}}}"#,
+                now + 60_000_000
+            ),
+            format!(r#"{{"voter_id":"fay","vote":"b","cast_at":{now}}}"#),
+        ],
+    )
+    .await;
+    let worker = InProcess::start(&redis_url, &db_url, &["--batch-size", "1"]);
+    wait_drained(&mut redis, DRAIN).await;
+    // A later ballot, stamped by the queue's clock as the vote service does.
+    let later = queue_clock(&mut redis).await;
+    enqueue(
+        &mut redis,
+        &[format!(
+            r#"{{"voter_id":"eve","vote":"b","cast_at":{later}}}"#
+        )],
+    )
+    .await;
+    wait_drained(&mut redis, DRAIN).await;
+    worker.stop().await;
+    let db = postgres(&db_url).await;
+    // fay's future-dated ballot came first in the queue, so it loses too.
+    let expected = BTreeMap::from([("eve".into(), "b".into()), ("fay".into(), "b".into())]);
+    assert_stored(&db, &expected).await;
+    let ahead: i64 = db
+        .query_one("SELECT max(cast_at) FROM votes", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        ahead <= queue_clock(&mut redis).await,
+        "a future cast_at was stored"
+    );
+}
+
+#[tokio::test]
+async fn ballots_for_any_option_letter_count_whatever_labels_the_worker_has() {
+    let (redis_url, db_url) = fresh();
+    let mut redis = redis(&redis_url).await;
+    // What a vote replica with OPTION_H set queues; this worker has no labels.
+    enqueue(
+        &mut redis,
+        &[
+            r#"{"voter_id":"v1","vote":"h","cast_at":1}"#.to_string(),
+            r#"{"voter_id":"v2","vote":"i","cast_at":1}"#.to_string(),
+        ],
+    )
+    .await;
+    let worker = InProcess::start(&redis_url, &db_url, &[]);
+    wait_drained(&mut redis, DRAIN).await;
+    worker.stop().await;
+    let db = postgres(&db_url).await;
+    let stored: Vec<String> = stored(&db)
+        .await
+        .into_values()
+        .map(|(vote, _)| vote)
+        .collect();
+    assert_eq!(stored, ["h"]);
+    assert_eq!(dead_letters(&mut redis).await.len(), 1, "i is no option");
+}
+
+#[tokio::test]
+async fn dead_letters_are_capped_oldest_first() {
+    let (redis_url, db_url) = fresh();
+    let mut redis = redis(&redis_url).await;
+    let poison: Vec<String> = (0..8).map(|i| format!("poison {i}")).collect();
+    let oversized = format!("{{\"padding\":\"{}\"}}", "x".repeat(5_000));
+    let mut entries = poison.clone();
+    entries.push(oversized.clone());
+    let worker = InProcess::start(
+        &redis_url,
+        &db_url,
+        &["--dead-letters-max", "5", "--batch-size", "3"],
+    );
+    enqueue(&mut redis, &entries).await;
+    wait_drained(&mut redis, DRAIN).await;
+    worker.stop().await;
+    let dead = dead_letters(&mut redis).await;
+    assert_eq!(dead.len(), 5, "{dead:?}");
+    let mut expected_newest = poison[4..].to_vec();
+    expected_newest.push(oversized);
+    let mut dead_sorted = dead.clone();
+    dead_sorted.sort();
+    expected_newest.sort();
+    assert_eq!(dead_sorted, expected_newest);
+}
+
+#[tokio::test]
+async fn after_redis_loses_its_order_reference_ballots_still_sort_after_what_is_stored() {
+    let (redis_url, db_url) = fresh();
+    let mut redis = redis(&redis_url).await;
+    let worker = InProcess::start(&redis_url, &db_url, &[]);
+    let cast_at = queue_clock(&mut redis).await;
+    enqueue(
+        &mut redis,
+        &[format!(
+            r#"{{"voter_id":"ann","vote":"a","cast_at":{cast_at}}}"#
+        )],
+    )
+    .await;
+    wait_drained(&mut redis, DRAIN).await;
+    // A Redis restarted without its data: the order is gone, the votes stay.
+    redis::cmd("FLUSHDB")
+        .query_async::<()>(&mut redis)
+        .await
+        .unwrap();
+    enqueue(
+        &mut redis,
+        &[r#"{"voter_id":"ann","vote":"b"}"#.to_string()],
+    )
+    .await;
+    wait_drained(&mut redis, DRAIN).await;
+    worker.stop().await;
+    let expected = BTreeMap::from([("ann".into(), "b".into())]);
+    assert_stored(&postgres(&db_url).await, &expected).await;
+}

@@ -57,6 +57,7 @@ pub fn ballots(count: usize, voters: usize) -> Vec<Ballot> {
             voter_id: format!("voter-{}", i % voters),
             vote: ["a", "b", "c"][(i * 7 + i / voters) % 3].to_string(),
             cast_at: Some(1_700_000_000_000_000 + i as i64),
+            queue_seq: None,
         })
         .collect()
 }
@@ -80,10 +81,13 @@ pub fn last_ballots(ballots: &[Ballot]) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// a, b and c: the options the ballots below vote for.
 pub fn three_options() -> VoteOptions {
-    config("redis://127.0.0.1", "postgres://127.0.0.1/x", &[])
-        .options
-        .options()
+    ballot::options::OptionArgs {
+        option_c: Some("Fish".into()),
+        ..Default::default()
+    }
+    .options()
 }
 
 pub fn config(redis_url: &str, database_url: &str, extra: &[&str]) -> worker::Config {
@@ -93,8 +97,6 @@ pub fn config(redis_url: &str, database_url: &str, extra: &[&str]) -> worker::Co
         redis_url,
         "--database-url",
         database_url,
-        "--option-c",
-        "Fish",
         "--heartbeat-ttl",
         "2",
     ];
