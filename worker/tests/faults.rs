@@ -283,7 +283,12 @@ async fn oversized_entries_stall_no_worker_and_miss_no_heartbeat() {
     }
     let counted_after = queued_at.elapsed();
     assert_stored(&db, &last_ballots(&good)).await;
-    assert_eq!(dead_letters(&mut redis).await.len(), 300);
+    let dead: usize = redis::cmd("LLEN")
+        .arg(ballot::queue::DEAD_LETTERS)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert_eq!(dead, 300);
     for worker in &workers {
         let peak = worker.peak_rss_mib();
         assert!(peak < 100.0, "a worker peaked at {peak:.0} MiB");
