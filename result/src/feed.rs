@@ -6,7 +6,8 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ballot::schema::{migrate, read_tally, TALLY_CHANNEL};
+use ballot::db_error::{explain, unusable_setting};
+use ballot::schema::{migrate, read_tally, Migration, TALLY_CHANNEL};
 use ballot::{Tally, VoteOptions};
 use futures_util::future::poll_fn;
 use tokio::sync::{watch, Notify};
@@ -39,12 +40,38 @@ pub struct Feed {
     pub live: bool,
 }
 
-/// Keeps `feed` current until the task is dropped; never gives up.
-pub async fn run(db: tokio_postgres::Config, options: VoteOptions, feed: watch::Sender<Feed>) {
+/// Why following the tallies stopped.
+#[derive(Debug)]
+enum Failure {
+    /// Postgres is away or unwell: retry with backoff.
+    Outage(String),
+    /// DATABASE_URL can never work (one line naming it): stop the service.
+    Unusable(String),
+}
+
+impl From<tokio_postgres::Error> for Failure {
+    fn from(e: tokio_postgres::Error) -> Self {
+        match unusable_setting(&e) {
+            Some(line) => Failure::Unusable(line),
+            None => Failure::Outage(explain(&e)),
+        }
+    }
+}
+
+/// Keeps `feed` current through outages; returns only when DATABASE_URL
+/// can never work, with one line naming it.
+pub async fn run(
+    db: tokio_postgres::Config,
+    options: VoteOptions,
+    feed: watch::Sender<Feed>,
+) -> String {
     let mut retry = FIRST_RETRY;
     let mut reported_down = false;
     loop {
-        let error = follow(&db, &options, &feed).await;
+        let error = match follow(&db, &options, &feed).await {
+            Failure::Unusable(line) => return line,
+            Failure::Outage(error) => error,
+        };
         let was_live = feed.send_if_modified(|f| std::mem::replace(&mut f.live, false));
         if was_live {
             retry = FIRST_RETRY;
@@ -66,11 +93,11 @@ async fn follow(
     db: &tokio_postgres::Config,
     options: &VoteOptions,
     feed: &watch::Sender<Feed>,
-) -> anyhow::Error {
+) -> Failure {
     let (client, mut connection) = match timeout(DATABASE_TIMEOUT, db.connect(NoTls)).await {
         Ok(Ok(pair)) => pair,
         Ok(Err(e)) => return e.into(),
-        Err(_) => return anyhow::anyhow!("connecting timed out"),
+        Err(_) => return Failure::Outage("connecting timed out".into()),
     };
     let notified = Notify::new();
     // Queries only make progress while the connection is polled, so both run
@@ -80,33 +107,48 @@ async fn follow(
             match poll_fn(|cx| connection.poll_message(cx)).await {
                 Some(Ok(AsyncMessage::Notification(_))) => notified.notify_one(),
                 Some(Ok(_)) => {}
-                Some(Err(e)) => return anyhow::Error::from(e),
-                None => return anyhow::anyhow!("connection closed"),
+                Some(Err(e)) => return e.into(),
+                None => return Failure::Outage("connection closed".into()),
             }
         }
     };
     tokio::select! {
-        error = receive => error,
+        failure = receive => failure,
         result = keep_publishing(&client, options, feed, &notified) => {
-            let Err(error) = result;
-            error
+            let Err(failure) = result;
+            failure
         }
     }
 }
 
-/// Sets up the schema and LISTEN, then re-reads the tally after every
-/// notification (at most once per interval) and every refresh interval.
+/// Makes sure of the schema and LISTENs, then re-reads the tally after
+/// every notification (at most once per interval) and every refresh
+/// interval. A current schema is only read: result needs no rights to
+/// change it, and a database without one waits for the worker to create it.
 async fn keep_publishing(
     client: &tokio_postgres::Client,
     options: &VoteOptions,
     feed: &watch::Sender<Feed>,
     notified: &Notify,
-) -> anyhow::Result<Infallible> {
-    within_timeout(migrate(client)).await?;
+) -> Result<Infallible, Failure> {
+    if let Migration::Upgraded { from } = within_timeout(migrate(client)).await? {
+        tracing::info!(from, to = ballot::schema::VERSION, "schema upgraded");
+    }
     within_timeout(client.batch_execute(&format!("LISTEN {TALLY_CHANNEL}"))).await?;
     tracing::info!("following tallies in postgres");
+    let mut unlabelled = std::collections::BTreeSet::new();
     loop {
         let tally = within_timeout(read_tally(client, options)).await?;
+        for id in tally.votes.keys() {
+            if options.get(id).is_none() && unlabelled.insert(id.clone()) {
+                tracing::warn!(
+                    "votes are counted for option {id}, which has no label here: \
+                     set OPTION_{} on result (shown as \"{}\")",
+                    id.to_uppercase(),
+                    options.label(id)
+                );
+            }
+        }
         publish(feed, tally);
         let next_read = Instant::now() + MIN_READ_INTERVAL;
         let _ = timeout(REFRESH_INTERVAL, notified.notified()).await;
@@ -116,10 +158,10 @@ async fn keep_publishing(
 
 async fn within_timeout<T>(
     query: impl std::future::Future<Output = Result<T, tokio_postgres::Error>>,
-) -> anyhow::Result<T> {
+) -> Result<T, Failure> {
     match timeout(DATABASE_TIMEOUT, query).await {
         Ok(result) => Ok(result?),
-        Err(_) => anyhow::bail!("query timed out"),
+        Err(_) => Err(Failure::Outage("query timed out".into())),
     }
 }
 

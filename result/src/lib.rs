@@ -8,6 +8,8 @@ mod share;
 
 use ballot::config::DatabaseArgs;
 use ballot::options::OptionArgs;
+use std::sync::{Arc, OnceLock};
+
 use clap::{Parser, Subcommand};
 use rocket::fairing::AdHoc;
 use tokio::sync::watch;
@@ -37,6 +39,17 @@ pub enum Command {
 
 /// The service, ready to launch on 0.0.0.0:PORT. The tally feed starts at
 /// liftoff and stops at shutdown.
+/// Set when DATABASE_URL turned out never to work: the one line that says
+/// so. The service shuts down; `main` prints it and exits non-zero.
+#[derive(Default)]
+pub struct Unusable(Arc<OnceLock<String>>);
+
+impl Unusable {
+    pub fn line(&self) -> Option<&str> {
+        self.0.get().map(String::as_str)
+    }
+}
+
 pub fn rocket(config: Config) -> rocket::Rocket<rocket::Build> {
     let options = config.options.options();
     let (sender, receiver) = watch::channel(Feed::default());
@@ -51,15 +64,22 @@ pub fn rocket(config: Config) -> rocket::Rocket<rocket::Build> {
     rocket::custom(figment)
         .manage(receiver)
         .manage(options)
+        .manage(Unusable::default())
         .mount("/", routes::all())
         .attach(AdHoc::on_liftoff("tally feed", move |rocket| {
             let shutdown = rocket.shutdown();
+            let unusable = rocket.state::<Unusable>().map(|u| u.0.clone());
             tracing::info!(port = rocket.config().port, "result service listening");
             Box::pin(async move {
                 tokio::spawn(async move {
                     tokio::select! {
-                        _ = feed::run(db, feed_options, sender) => {}
-                        _ = shutdown => {}
+                        line = feed::run(db, feed_options, sender) => {
+                            if let Some(slot) = unusable {
+                                let _ = slot.set(line);
+                            }
+                            shutdown.notify();
+                        }
+                        _ = shutdown.clone() => {}
                     }
                 });
             })

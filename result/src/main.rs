@@ -14,7 +14,13 @@ async fn main() -> ExitCode {
     // everyone out.
     ballot::limits::raise_open_files_logged();
     match result::rocket(config).launch().await {
-        Ok(_) => ExitCode::SUCCESS,
+        Ok(rocket) => match rocket.state::<result::Unusable>().and_then(|u| u.line()) {
+            Some(line) => {
+                eprintln!("result: {line}");
+                ExitCode::from(2)
+            }
+            None => ExitCode::SUCCESS,
+        },
         Err(error) => {
             eprintln!("result: {error}");
             ExitCode::FAILURE

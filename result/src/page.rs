@@ -16,25 +16,31 @@ pub struct ResultsPage {
 }
 
 struct Row {
-    id: &'static str,
+    id: String,
     label: String,
     count_text: String,
     percent: u32,
 }
 
 impl ResultsPage {
+    /// A row per configured option, and one for any option the tally
+    /// counts votes for but this service has no label for ("Option C").
     pub fn new(options: &VoteOptions, tally: Option<&Tally>, live: bool) -> Self {
-        let counts: Vec<i64> = options
+        let ids: Vec<&str> = match tally {
+            Some(tally) => tally.votes.keys().map(String::as_str).collect(),
+            None => options.iter().map(|o| o.id).collect(),
+        };
+        let counts: Vec<i64> = ids
             .iter()
-            .map(|o| tally.map_or(0, |t| t.count(o.id)))
+            .map(|id| tally.map_or(0, |t| t.count(id)))
             .collect();
-        let rows = options
+        let rows = ids
             .iter()
             .zip(&counts)
             .zip(percentages(&counts))
-            .map(|((option, &count), percent)| Row {
-                id: option.id,
-                label: option.label.clone(),
+            .map(|((&id, &count), percent)| Row {
+                id: id.to_string(),
+                label: options.label(id),
                 count_text: votes_text(count),
                 percent,
             })

@@ -33,6 +33,12 @@
   }
 
   function show(tally) {
+    // An option this page has no row for (votes for a letter the service
+    // has no label for): the server renders it, so load the page again.
+    if (Object.keys(tally.votes).some((id) => !options.some((el) => el.dataset.option === id))) {
+      location.reload();
+      return;
+    }
     const counts = options.map((el) => tally.votes[el.dataset.option] || 0);
     percentages(counts).forEach((percent, i) => {
       const el = options[i];
