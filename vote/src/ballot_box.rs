@@ -10,7 +10,7 @@ use std::time::Duration;
 use ballot::queue::{CLOCK, VOTES};
 use ballot::Ballot;
 use redis::aio::MultiplexedConnection;
-use redis::{ErrorKind, RedisError, RedisResult, Script};
+use redis::{RedisError, RedisResult, Script};
 use tokio::time::{timeout_at, Instant};
 
 use crate::connection::SharedConnection;
@@ -112,8 +112,8 @@ impl BallotBox {
         loop {
             let outcome = self.ping_quietly().await;
             if let Err(Failure::NoConnection(e) | Failure::Refused(e)) = &outcome {
-                if refuses_the_settings(e) {
-                    let line = format!("REDIS_URL ({}) cannot work: {e}", redacted(redis_url));
+                if let Some(line) = ballot::redis_error::unusable_setting(e) {
+                    let line = format!("{line} ({})", redacted(redis_url));
                     let _ = self.unusable.set(line.clone());
                     return Err(line);
                 }
@@ -188,15 +188,6 @@ fn unstamped_json(voter_id: &str, option: &str) -> String {
 /// Redis answered with an error of its own, rather than the connection failing.
 fn is_error_reply(e: &RedisError) -> bool {
     e.code().is_some()
-}
-
-/// Errors that mean REDIS_URL itself can never work, as opposed to outages
-/// (refused connections, timeouts, LOADING, MASTERDOWN).
-fn refuses_the_settings(e: &RedisError) -> bool {
-    e.kind() == ErrorKind::AuthenticationFailed
-        || matches!(e.code(), Some("NOAUTH" | "WRONGPASS" | "NOPERM"))
-        // The SELECT in the connection's set-up: no such database index.
-        || e.to_string().contains("refused to switch database")
 }
 
 fn no_connection_in_time() -> RedisError {
