@@ -4,6 +4,7 @@
 #![allow(dead_code)] // each test binary uses its own subset
 
 use std::io::Read;
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -151,7 +152,9 @@ pub fn vote_command(prefix: &[&str], port: u16, redis_url: &str) -> Command {
     command
 }
 
-/// A `vote` process, killed when dropped.
+/// A `vote` process, killed when dropped. It runs in a process group of its
+/// own, killed as a whole: `faketime` runs the program it wraps as a child
+/// process, which would outlive a kill of `faketime` alone.
 pub struct Running {
     child: Child,
     pub port: u16,
@@ -175,7 +178,7 @@ impl Running {
 
     /// Starts `command` without waiting for it to serve.
     pub fn spawn(mut command: Command, port: u16) -> Running {
-        let child = command.spawn().expect("start vote");
+        let child = command.process_group(0).spawn().expect("start vote");
         Running { child, port }
     }
 
@@ -199,19 +202,24 @@ impl Running {
 
     /// Everything it wrote to stderr: kills it first if it still runs.
     pub fn stderr(&mut self) -> String {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill();
         let mut text = String::new();
         if let Some(mut stderr) = self.child.stderr.take() {
             stderr.read_to_string(&mut text).unwrap();
         }
         text
     }
+
+    /// SIGKILL to its whole process group, then reaps it.
+    fn kill(&mut self) {
+        // SAFETY: kill(2) on the process group we created and still own.
+        unsafe { libc::kill(-(self.child.id() as libc::pid_t), libc::SIGKILL) };
+        let _ = self.child.wait();
+    }
 }
 
 impl Drop for Running {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill();
     }
 }
