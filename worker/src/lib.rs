@@ -66,7 +66,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     match heartbeat.first_beat(&shutdown).await {
         Ok(true) => {}
         Ok(false) => return Ok(()),
-        Err(unusable) => anyhow::bail!(unusable),
+        Err(unusable) => return Err(UnusableSetting(unusable).into()),
     }
     // Cancelled on shutdown, or when a setting turns out never to work.
     let stop = shutdown.child_token();
@@ -96,11 +96,17 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let _ = beating.await;
     worker.queue.retire().await;
     if let Some(unusable) = worker.unusable {
-        anyhow::bail!(unusable);
+        return Err(UnusableSetting(unusable).into());
     }
     info!(%worker_id, "worker stopped");
     Ok(())
 }
+
+/// Why [`run`] stopped by itself: a setting that can never work, in one
+/// line naming it.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UnusableSetting(pub String);
 
 struct Worker {
     queue: Queue,

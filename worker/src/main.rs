@@ -10,7 +10,11 @@ async fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("worker: {e:#}");
-            ExitCode::FAILURE
+            // Like a bad setting at start: status 2.
+            match e.downcast_ref::<worker::UnusableSetting>() {
+                Some(_) => ExitCode::from(2),
+                None => ExitCode::FAILURE,
+            }
         }
     }
 }

@@ -341,7 +341,7 @@ async fn an_unusable_setting_stops_the_binary_with_one_line_naming_it() {
         .await
         .unwrap();
         let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(!output.status.success(), "{setting}: {stderr}");
+        assert_eq!(output.status.code(), Some(2), "{setting}: {stderr}");
         let lines: Vec<&str> = stderr.lines().collect();
         assert_eq!(lines.len(), 1, "{setting}: {stderr}");
         assert!(lines[0].contains(setting), "{setting}: {stderr}");
