@@ -71,30 +71,36 @@ if room > 0 then
   local max_bytes, latest = tonumber(ARGV[2]), now + tonumber(ARGV[3])
   local budget = tonumber(ARGV[5])
   local taken = {}
+  local function next_place()
+    seq = seq + 1
+    return '"cast_at":' .. string.format('%.0f', place) .. ',"queue_seq":' .. seq
+  end
+  -- Popped a few at a time: one call per entry costs a third of the
+  -- throughput, a whole batch at once could hold many huge entries.
   while #taken < room and budget > 0 do
-    local entry = redis.call('LPOP', KEYS[1])
-    if not entry then break end
-    if #entry > max_bytes then
-      budget = budget - #entry
-      redis.call('RPUSH', KEYS[4], entry)
-      oversized[#oversized + 1] = {#entry, string.sub(entry, 1, 120)}
-    else
-      local cast_at = tonumber(string.match(entry, '"cast_at"%s*:%s*(%-?%d+)%s*[,}]'))
-      local stamp = '"cast_at":' .. string.format('%.0f', place) .. ',"queue_seq":'
-      if cast_at and cast_at <= latest then
-        if cast_at > place then place = cast_at end
-      elseif cast_at then
-        seq = seq + 1
-        entry = string.gsub(entry, '"cast_at"%s*:%s*%-?%d+', stamp .. seq, 1)
-        clamped[#clamped + 1] = string.sub(entry, 1, 120)
-      elseif string.find(entry, '^%s*{') then
-        local ok, ballot = pcall(cjson.decode, entry)
-        if ok and type(ballot) == 'table' and next(ballot) ~= nil and ballot.queue_seq == nil then
-          seq = seq + 1
-          entry = string.gsub(entry, '^(%s*{)', '%1' .. stamp .. seq .. ',', 1)
+    local popped = redis.call('LPOP', KEYS[1], math.min(16, room - #taken))
+    if not popped then break end
+    for _, entry in ipairs(popped) do
+      if #entry > max_bytes then
+        budget = budget - #entry
+        redis.call('RPUSH', KEYS[4], entry)
+        oversized[#oversized + 1] = {#entry, string.sub(entry, 1, 120)}
+      else
+        local at = string.find(entry, '"cast_at"', 1, true)
+        local cast_at = at and tonumber(string.match(entry, '^%s*:%s*(%-?%d+)%s*[,}]', at + 9))
+        if cast_at and cast_at <= latest then
+          if cast_at > place then place = cast_at end
+        elseif cast_at then
+          entry = string.gsub(entry, '"cast_at"%s*:%s*%-?%d+', next_place(), 1)
+          clamped[#clamped + 1] = string.sub(entry, 1, 120)
+        elseif string.find(entry, '^%s*{') then
+          local ok, ballot = pcall(cjson.decode, entry)
+          if ok and type(ballot) == 'table' and next(ballot) ~= nil and ballot.queue_seq == nil then
+            entry = string.gsub(entry, '^(%s*{)', '%1' .. next_place() .. ',', 1)
+          end
         end
+        taken[#taken + 1] = entry
       end
-      taken[#taken + 1] = entry
     end
   end
   for i = 1, #taken, 1000 do
