@@ -18,10 +18,22 @@ pub struct Postgres {
     owner: Option<(u32, u32)>,
     process: ServerProcess,
     next_db: AtomicU32,
+    synchronous_commit: bool,
 }
 
 impl Postgres {
     pub fn start() -> Postgres {
+        Postgres::start_with(false)
+    }
+
+    /// With `synchronous_commit` on: a commit is acknowledged only once its
+    /// WAL is written, so it survives `crash`. (`fsync` stays off: the
+    /// machine itself does not crash in a test.)
+    pub fn start_with_synchronous_commit() -> Postgres {
+        Postgres::start_with(true)
+    }
+
+    fn start_with(synchronous_commit: bool) -> Postgres {
         // Resolve links: the other tools live beside the real initdb.
         let initdb = find_binary("initdb", &installed_bin_dirs(), "postgresql");
         let bin = std::fs::canonicalize(&initdb)
@@ -45,6 +57,7 @@ impl Postgres {
             owner,
             process: ServerProcess::default(),
             next_db: AtomicU32::new(1),
+            synchronous_commit,
         };
         let status = pg
             .command("initdb")
@@ -121,6 +134,12 @@ impl Postgres {
         self.process.stop(libc::SIGINT);
     }
 
+    /// Immediate shutdown (SIGQUIT, `pg_ctl stop -m immediate`): no
+    /// checkpoint, connections cut; the next start recovers from the WAL.
+    pub fn crash(&self) {
+        self.process.stop(libc::SIGQUIT);
+    }
+
     /// Starts the server again on the same port with the same data.
     pub fn resume(&self) {
         if !self.process.start_unless_running(|| self.spawn()) {
@@ -148,7 +167,11 @@ impl Postgres {
                 "-c",
                 "max_connections=300",
             ])
-            .args(["-c", "fsync=off", "-c", "synchronous_commit=off"])
+            .args(["-c", "fsync=off"])
+            .args([
+                "-c",
+                &format!("synchronous_commit={}", self.synchronous_commit),
+            ])
             .args(["-c", "full_page_writes=off"])
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(self.log()).map_or(Stdio::null(), Stdio::from));

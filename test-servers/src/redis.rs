@@ -20,10 +20,21 @@ pub struct Redis {
     dir: TempDir,
     process: ServerProcess,
     next_db: AtomicU32,
+    append_only: bool,
 }
 
 impl Redis {
     pub fn start() -> Redis {
+        Redis::start_with(false)
+    }
+
+    /// With the append-only file on, as the compose stack runs Redis: every
+    /// write it acknowledged survives `kill` (SIGKILL).
+    pub fn start_with_aof() -> Redis {
+        Redis::start_with(true)
+    }
+
+    fn start_with(append_only: bool) -> Redis {
         let redis = Redis {
             port: free_port(),
             dir: tempfile::Builder::new()
@@ -32,6 +43,7 @@ impl Redis {
                 .expect("temp dir"),
             process: ServerProcess::default(),
             next_db: AtomicU32::new(1),
+            append_only,
         };
         redis.resume();
         redis
@@ -73,6 +85,11 @@ impl Redis {
         self.process.stop(libc::SIGTERM);
     }
 
+    /// Kills the server (SIGKILL): no shutdown save, as in a crash.
+    pub fn kill(&self) {
+        self.process.stop(libc::SIGKILL);
+    }
+
     /// Freezes the server (SIGSTOP): connections are still accepted, but no
     /// command is answered or executed until `unpause`, as when Redis hangs.
     pub fn pause(&self) {
@@ -101,7 +118,8 @@ impl Redis {
         command
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .args(["--dir", &self.dir.path().to_string_lossy()])
-            .args(["--save", "3600 1", "--appendonly", "no"])
+            .args(["--save", "3600 1"])
+            .args(["--appendonly", if self.append_only { "yes" } else { "no" }])
             .args(["--databases", &DATABASES.to_string()])
             .args(["--protected-mode", "no", "--daemonize", "no"])
             .args(["--logfile", &self.log().to_string_lossy()])

@@ -25,6 +25,25 @@ async fn postgres_stopped_and_resumed_mid_stream_loses_nothing() {
     outage_mid_stream(pg, &redis_url, &db_url, Postgres::stop, Postgres::resume).await;
 }
 
+/// A crash, not a clean stop: Redis killed with SIGKILL. With the
+/// append-only file on (as in compose), every acknowledged write survives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_killed_mid_stream_loses_nothing_with_its_append_only_file() {
+    let server = Redis::start_with_aof();
+    let (redis_url, db_url) = (server.url(), Postgres::shared().fresh_database());
+    outage_mid_stream(server, &redis_url, &db_url, Redis::kill, Redis::resume).await;
+}
+
+/// Postgres stopped with `-m immediate` (no checkpoint; recovery from the
+/// WAL at restart). With synchronous_commit on, every commit the worker saw
+/// survives, so every ballot it cleared from Redis is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_crashed_mid_stream_loses_nothing_with_synchronous_commit() {
+    let pg = Postgres::start_with_synchronous_commit();
+    let (redis_url, db_url) = (Redis::shared().fresh_db_url(), pg.url());
+    outage_mid_stream(pg, &redis_url, &db_url, Postgres::crash, Postgres::resume).await;
+}
+
 /// Once a worker is well into 30,000 queued ballots, `server` is stopped for
 /// a second and resumed; then every voter's latest ballot must be stored.
 async fn outage_mid_stream<S: Send + 'static>(
