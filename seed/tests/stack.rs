@@ -224,8 +224,9 @@ async fn running_by_time_at_a_capped_rate_is_counted_exactly() {
     assert_eq!(summary.problem(), None);
     let sent = summary.sent.requests;
     // 200 start within the second; tasks already waiting for a turn may add
-    // one each, never more.
-    assert!((1..=250).contains(&sent), "{sent} requests");
+    // one each (50 tasks), never more. Stopping early, or ignoring the
+    // rate or the duration, falls outside.
+    assert!((150..=250).contains(&sent), "{sent} requests");
     assert_eq!(stack.stored().await.total, sent as i64);
 }
 

@@ -11,6 +11,8 @@ use crate::process::{find_binary, free_port, port_open, spawn, wait_until};
 /// Headless Chromium driven through a real `chromedriver` (WebDriver).
 pub struct Browser {
     port: u16,
+    /// Chromium as found on PATH, for every session.
+    chromium: std::path::PathBuf,
     profile: TempDir,
     process: Mutex<Option<Child>>,
 }
@@ -18,7 +20,7 @@ pub struct Browser {
 impl Browser {
     pub fn start() -> Browser {
         let chromedriver = find_binary("chromedriver", &[], "chromium-driver");
-        find_binary("chromium", &[], "chromium");
+        let chromium = find_binary("chromium", &[], "chromium");
         let port = free_port();
         let profile = tempfile::Builder::new()
             .prefix("test-chromium-")
@@ -40,6 +42,7 @@ impl Browser {
         });
         Browser {
             port,
+            chromium,
             profile,
             process: Mutex::new(Some(child)),
         }
@@ -64,7 +67,7 @@ impl Browser {
         let mut capabilities = serde_json::Map::new();
         capabilities.insert(
             "goog:chromeOptions".into(),
-            serde_json::json!({ "binary": "/usr/bin/chromium", "args": args }),
+            serde_json::json!({ "binary": self.chromium, "args": args }),
         );
         fantoccini::ClientBuilder::new(HttpConnector::new())
             .capabilities(capabilities)
