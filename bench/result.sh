@@ -39,7 +39,7 @@ export REDIS_URL DATABASE_URL RUST_LOG=warn
 PORT=$PORT "$RESULT" &
 RESULT_PID=$!
 PIDS+=("$RESULT_PID")
-"$WORKER" &
+PORT=0 "$WORKER" &
 PIDS+=($!)
 for _ in $(seq 300); do
 	curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null && break

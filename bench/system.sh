@@ -88,7 +88,7 @@ VOTE_ALONE=$(awk '/^throughput/ { print $2 }' "$TMP/seed1.out")
 # 2. The worker drains the queue those votes left.
 echo "2/4 worker: draining $VOTES queued ballots..." >&2
 started=$(now)
-"$BIN/worker" 2>"$TMP/worker.log" &
+PORT=0 "$BIN/worker" 2>"$TMP/worker.log" &
 WORKER_PID=$!
 PIDS+=("$WORKER_PID")
 deadline=$((SECONDS + 300))

@@ -72,7 +72,7 @@ run() { # run WORKERS
 	pg_sql -d postgres -c "CREATE DATABASE $db"
 	# A worker creates the schema first, so the timing covers draining only.
 	REDIS_URL=$REDIS_URL DATABASE_URL=postgres://postgres@127.0.0.1:$PG_PORT/$db \
-		OPTION_C=Fish RUST_LOG=warn "$WORKER" &
+		PORT=0 RUST_LOG=warn "$WORKER" &
 	local setup=$!
 	PIDS+=("$setup")
 	until [ "$(pg_sql -d "$db" -c "SELECT to_regclass('tallies') IS NOT NULL")" = t ]; do sleep 0.1; done
@@ -83,7 +83,7 @@ run() { # run WORKERS
 	start=$(date +%s.%N)
 	for _ in $(seq "$workers"); do
 		REDIS_URL=$REDIS_URL DATABASE_URL=postgres://postgres@127.0.0.1:$PG_PORT/$db \
-			OPTION_C=Fish BATCH_SIZE=$BATCH_SIZE RUST_LOG=warn "$WORKER" &
+			PORT=0 BATCH_SIZE=$BATCH_SIZE RUST_LOG=warn "$WORKER" &
 		pids+=($!)
 		PIDS+=($!)
 	done

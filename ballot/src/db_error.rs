@@ -10,7 +10,11 @@ use tokio_postgres::Error;
 /// from a schema upgrade (see [`crate::schema::migrate`]).
 pub fn explain(e: &Error) -> String {
     let Some(db) = e.as_db_error() else {
-        return e.to_string();
+        // "error connecting to server" alone hides the cause (refused, ...).
+        return match std::error::Error::source(e) {
+            Some(cause) => format!("{e}: {cause}"),
+            None => e.to_string(),
+        };
     };
     let meaning = match *db.code() {
         SqlState::LOCK_NOT_AVAILABLE => {

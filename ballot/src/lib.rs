@@ -6,6 +6,7 @@ pub mod config;
 pub mod db_error;
 pub mod healthcheck;
 pub mod limits;
+pub mod metrics;
 pub mod options;
 pub mod queue;
 pub mod redis_error;

@@ -22,6 +22,8 @@ fn start_worker(redis_url: &str, database_url: &str) -> CancellationToken {
         redis_url,
         "--database-url",
         database_url,
+        "--port",
+        "0",
     ]);
     let stop = CancellationToken::new();
     tokio::spawn(worker::run(config, stop.clone()));

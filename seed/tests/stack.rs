@@ -36,6 +36,8 @@ impl Stack {
             &stack.redis_url,
             "--database-url",
             &stack.database_url,
+            "--port",
+            "0",
         ]);
         tokio::spawn(worker::run(config, stack.worker.clone()));
         stack

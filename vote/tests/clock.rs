@@ -50,8 +50,15 @@ async fn a_later_vote_wins_over_one_from_a_host_whose_clock_runs_30s_ahead() {
     );
 
     let shutdown = CancellationToken::new();
-    let worker =
-        worker::Config::parse_from(["worker", "--redis-url", &redis, "--database-url", &database]);
+    let worker = worker::Config::parse_from([
+        "worker",
+        "--redis-url",
+        &redis,
+        "--database-url",
+        &database,
+        "--port",
+        "0",
+    ]);
     let worker = tokio::spawn(worker::run(worker, shutdown.clone()));
     let stored = stored_once_drained(&redis, &database, voter).await;
     shutdown.cancel();

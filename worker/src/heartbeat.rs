@@ -95,6 +95,11 @@ impl Heartbeat {
         if sweep {
             reclaim_orphans(&mut connection, &self.worker_id).await?;
         }
+        let depth: u64 = redis::cmd("LLEN")
+            .arg(ballot::queue::VOTES)
+            .query_async(&mut connection)
+            .await?;
+        metrics::gauge!("worker_queue_depth").set(depth as f64);
         Ok(())
     }
 }

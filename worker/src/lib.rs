@@ -5,6 +5,7 @@
 mod batch;
 mod health;
 mod heartbeat;
+mod http;
 mod queue;
 mod store;
 
@@ -13,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use ballot::config::{DatabaseArgs, RedisArgs};
 use ballot::{db_error, redis_error, VoteOptions};
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -49,6 +50,18 @@ pub struct Config {
     #[arg(long, env = "DEAD_LETTERS_MAX", default_value_t = 10_000,
           value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
     pub dead_letters_max: u64,
+    /// Port of the worker's /healthz, /readyz and /metrics (all interfaces;
+    /// 0 picks a free one).
+    #[arg(long, env = "PORT", default_value_t = 5002, global = true)]
+    pub port: u16,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Subcommand, Clone, Debug)]
+pub enum Command {
+    /// Exit 0 if the worker on PORT answers /healthz (for container healthchecks).
+    Healthcheck,
 }
 
 /// Works until `shutdown` is cancelled, then hands back whatever batch it
@@ -60,7 +73,55 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let redis = redis::Client::open(config.redis.redis_url.as_str())?;
     let ttl = Duration::from_secs(config.heartbeat_ttl);
     info!(%worker_id, batch_size = config.batch_size, "worker starting");
+    let metrics = ballot::metrics::Metrics::install("worker");
+    describe_metrics();
+    let probe = http::Probe {
+        redis: redis.clone(),
+        database: config.database.pg_config(),
+    };
+    let listener = listen(http::rocket(config.port, probe, metrics)).await?;
+    let result = work(config, worker_id, redis, ttl, shutdown).await;
+    listener.notify();
+    result
+}
 
+/// Starts the HTTP listener; an error of one line naming PORT if it
+/// cannot (the port is taken).
+async fn listen(listener: rocket::Rocket<rocket::Build>) -> anyhow::Result<rocket::Shutdown> {
+    let (listening, port) = tokio::sync::oneshot::channel();
+    let listener = listener
+        .attach(rocket::fairing::AdHoc::on_liftoff("listening", |rocket| {
+            let port = rocket.config().port;
+            Box::pin(async move {
+                let _ = listening.send(port);
+            })
+        }))
+        .ignite()
+        .await?;
+    let shutdown = listener.shutdown();
+    let serving = tokio::spawn(listener.launch());
+    match port.await {
+        Ok(port) => {
+            info!(port, "serving /healthz, /readyz and /metrics");
+            Ok(shutdown)
+        }
+        Err(_) => {
+            let why = match serving.await {
+                Ok(Err(e)) => e.to_string(),
+                _ => "the listener stopped".into(),
+            };
+            Err(UnusableSetting(format!("PORT cannot work: {why}")).into())
+        }
+    }
+}
+
+async fn work(
+    config: Config,
+    worker_id: String,
+    redis: redis::Client,
+    ttl: Duration,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     // Claim liveness before taking any ballot, or a peer could reclaim them.
     let mut heartbeat = Heartbeat::new(redis.clone(), &worker_id, ttl);
     match heartbeat.first_beat(&shutdown).await {
@@ -176,6 +237,7 @@ impl Worker {
             Err(e) => return self.redis_down(&e, shutdown).await,
         };
         report_set_asides(&taken);
+        let taken_at = (taken.clock_micros, Instant::now());
         if taken.needs_order {
             return self.start_order(shutdown).await;
         }
@@ -207,6 +269,7 @@ impl Worker {
             match self.queue.finish(&dead).await {
                 Ok(finished) => {
                     self.redis_health.up();
+                    record_batch(&entries, dead.len(), &batch.votes, taken_at, started);
                     match finished {
                         Some(dropped) => report_dropped_dead_letters(dropped),
                         None => info!(
@@ -300,10 +363,60 @@ fn preview(entry: &[u8]) -> String {
     text.escape_debug().to_string()
 }
 
+/// Declares every metric the worker records, so each shows (at 0) from the
+/// start and has its help text.
+fn describe_metrics() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_counter!(
+        "worker_ballots_applied_total",
+        "Queue entries committed to Postgres (a voter's superseded ballots included)."
+    );
+    describe_counter!(
+        "worker_ballots_dead_total",
+        "Queue entries moved to votes:dead: poison, refused by Postgres, or oversized."
+    );
+    describe_histogram!(
+        "worker_batch_duration_seconds",
+        Unit::Seconds,
+        "From taking a batch to clearing it from Redis."
+    );
+    describe_gauge!(
+        "worker_queue_depth",
+        "Entries waiting in the Redis list votes (LLEN, sampled every heartbeat)."
+    );
+    describe_gauge!(
+        "worker_lag_seconds",
+        Unit::Seconds,
+        "The queue's clock now minus the cast time of the newest ballot applied."
+    );
+    // Registered now, so they show as 0 before the first batch.
+    metrics::counter!("worker_ballots_applied_total").increment(0);
+    metrics::counter!("worker_ballots_dead_total").increment(0);
+}
+
+/// One committed and cleared batch: `taken_at` is the queue's clock
+/// (microseconds) and this host's instant at the take.
+fn record_batch(
+    entries: &[Vec<u8>],
+    dead: usize,
+    votes: &Votes,
+    (clock_micros, taken): (i64, Instant),
+    started: Instant,
+) {
+    metrics::counter!("worker_ballots_applied_total").increment((entries.len() - dead) as u64);
+    metrics::counter!("worker_ballots_dead_total").increment(dead as u64);
+    metrics::histogram!("worker_batch_duration_seconds").record(started.elapsed());
+    if let Some(newest) = votes.cast_at.iter().max() {
+        let now = clock_micros as f64 / 1e6 + taken.elapsed().as_secs_f64();
+        metrics::gauge!("worker_lag_seconds").set((now - *newest as f64 / 1e6).max(0.0));
+    }
+}
+
 /// What the take set aside before the batch: entries too big to be ballots
 /// (already dead-lettered) and ballots dated too far ahead (re-dated to
 /// their place in the queue).
 fn report_set_asides(taken: &Taken) {
+    metrics::counter!("worker_ballots_dead_total").increment(taken.oversized.len() as u64);
     if let Some((size, start)) = taken.oversized.first() {
         let largest = taken.oversized.iter().map(|(size, _)| size).max();
         warn!(

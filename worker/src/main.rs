@@ -3,6 +3,9 @@ use std::process::ExitCode;
 #[tokio::main]
 async fn main() -> ExitCode {
     let config: worker::Config = ballot::config::parse();
+    if let Some(worker::Command::Healthcheck) = config.command {
+        return ballot::healthcheck::probe(config.port);
+    }
     ballot::telemetry::init();
     // Finish or hand back the batch in flight, then exit.
     let shutdown = ballot::shutdown::cancel_on_signal("shutting down");

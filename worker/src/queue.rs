@@ -41,7 +41,8 @@ end
 
 /// Tops the processing list up to the batch size from the head of `votes`
 /// and returns {oversized, clamped, dead letters dropped, the batch, 1 if
-/// the order must be started first (see [`Queue::start_order`])}. The
+/// the order must be started first (see [`Queue::start_order`]), Redis's
+/// clock in microseconds}. The
 /// batch is all of the processing list, so one whose commit failed, or
 /// whose reply was lost on the way, is taken again before anything new.
 ///
@@ -64,7 +65,7 @@ local order = redis.call('HMGET', KEYS[3], 'cast_at', 'seq')
 if room > 0 and not order[1] then
   -- No order yet (a new or emptied Redis): the worker sets it from
   -- Postgres first, so nothing taken sorts before what is stored.
-  return {oversized, clamped, dropped, {}, 1}
+  return {oversized, clamped, dropped, {}, 1, now}
 end
 if room > 0 then
   local place, seq = tonumber(order[1]), tonumber(order[2])
@@ -109,7 +110,7 @@ if room > 0 then
   redis.call('HSET', KEYS[3], 'cast_at', string.format('%.0f', place), 'seq', seq)
   if #oversized > 0 then dropped = trim_dead(KEYS[4], ARGV[4]) end
 end
-return {oversized, clamped, dropped, redis.call('LRANGE', KEYS[2], 0, -1), 0}
+return {oversized, clamped, dropped, redis.call('LRANGE', KEYS[2], 0, -1), 0, now}
 "#;
 
 /// Sets where the order starts, unless a peer set it first.
@@ -205,6 +206,8 @@ pub struct Taken {
     pub dead_dropped: i64,
     /// Nothing was taken: Redis has no order yet (see [`Queue::start_order`]).
     pub needs_order: bool,
+    /// The queue's clock (Redis `TIME`, microseconds) at the take.
+    pub clock_micros: i64,
 }
 
 pub struct Queue {
@@ -317,8 +320,15 @@ impl Queue {
 
     async fn fill(&mut self) -> RedisResult<Taken> {
         let mut connection = self.connection.get().await?;
-        type Reply = (Vec<(usize, Vec<u8>)>, Vec<Vec<u8>>, i64, Vec<Vec<u8>>, i64);
-        let (oversized, clamped, dead_dropped, entries, needs_order): Reply = self
+        type Reply = (
+            Vec<(usize, Vec<u8>)>,
+            Vec<Vec<u8>>,
+            i64,
+            Vec<Vec<u8>>,
+            i64,
+            i64,
+        );
+        let (oversized, clamped, dead_dropped, entries, needs_order, clock_micros): Reply = self
             .fill
             .key(VOTES)
             .key(&self.processing)
@@ -338,6 +348,7 @@ impl Queue {
             clamped,
             dead_dropped,
             needs_order: needs_order == 1,
+            clock_micros,
         })
     }
 }

@@ -99,6 +99,8 @@ pub fn config(redis_url: &str, database_url: &str, extra: &[&str]) -> worker::Co
         database_url,
         "--heartbeat-ttl",
         "2",
+        "--port",
+        "0",
     ];
     args.extend_from_slice(extra);
     worker::Config::parse_from(args)

@@ -1,0 +1,103 @@
+//! Prometheus metrics for every service: one `metrics` recorder per
+//! process, rendered at `GET /metrics`, with process metrics (RSS, CPU,
+//! open file descriptors) refreshed at each scrape and a build-info gauge.
+
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use rocket::fairing::{Fairing, Info, Kind};
+use rocket::http::ContentType;
+use rocket::{Data, Request, Response};
+
+/// Buckets of every `*_seconds` histogram: 0.5 ms to 10 s.
+const SECONDS_BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// How often histogram samples are folded into their buckets, so memory
+/// stays flat however rarely Prometheus scrapes.
+const UPKEEP_EVERY: Duration = Duration::from_secs(5);
+
+/// The Prometheus text format's content type.
+pub fn content_type() -> ContentType {
+    ContentType::new("text", "plain").with_params(("version", "0.0.4"))
+}
+
+pub struct Metrics {
+    handle: PrometheusHandle,
+    process: metrics_process::Collector,
+}
+
+impl Metrics {
+    /// The process's metrics, installing the recorder on first use (one
+    /// per process: services started together in a test share it) and
+    /// recording `<service>_build_info`.
+    pub fn install(service: &'static str) -> &'static Metrics {
+        static METRICS: OnceLock<Metrics> = OnceLock::new();
+        let metrics = METRICS.get_or_init(|| {
+            let handle = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &SECONDS_BUCKETS)
+                .expect("the buckets are not empty")
+                .install_recorder()
+                .expect("no other metrics recorder in this process");
+            let process = metrics_process::Collector::default();
+            process.describe();
+            let upkeep = handle.clone();
+            std::thread::Builder::new()
+                .name("metrics-upkeep".into())
+                .spawn(move || loop {
+                    std::thread::sleep(UPKEEP_EVERY);
+                    upkeep.run_upkeep();
+                })
+                .expect("start the metrics upkeep thread");
+            Metrics { handle, process }
+        });
+        metrics::gauge!(format!("{service}_build_info"), "version" => env!("CARGO_PKG_VERSION"))
+            .set(1.0);
+        metrics
+    }
+
+    /// Every metric in the Prometheus text format, process metrics fresh.
+    pub fn render(&self) -> String {
+        self.process.collect();
+        self.handle.render()
+    }
+}
+
+/// Times every request into the histogram `metric`, labelled by route
+/// name (or `unmatched`) and status class (`2xx`, `4xx`, ...).
+pub struct RequestTimer {
+    pub metric: &'static str,
+}
+
+#[rocket::async_trait]
+impl Fairing for RequestTimer {
+    fn info(&self) -> Info {
+        Info {
+            name: "request timer",
+            kind: Kind::Request | Kind::Response,
+        }
+    }
+
+    async fn on_request(&self, request: &mut Request<'_>, _: &mut Data<'_>) {
+        request.local_cache(Instant::now);
+    }
+
+    async fn on_response<'r>(&self, request: &'r Request<'_>, response: &mut Response<'r>) {
+        let started = request.local_cache(Instant::now);
+        let route = request
+            .route()
+            .and_then(|r| r.name.clone())
+            .unwrap_or("unmatched".into());
+        let class = match response.status().code / 100 {
+            1 => "1xx",
+            2 => "2xx",
+            3 => "3xx",
+            4 => "4xx",
+            _ => "5xx",
+        };
+        metrics::histogram!(self.metric, "route" => route, "status" => class)
+            .record(started.elapsed().as_secs_f64());
+    }
+}

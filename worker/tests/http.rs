@@ -1,0 +1,194 @@
+//! The worker binary's HTTP listener: health, readiness that follows Redis
+//! and Postgres, the metrics a dashboard relies on, and the healthcheck
+//! subcommand.
+
+mod support;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::*;
+use test_servers::{free_port, Postgres, Redis};
+
+const WORKER: &str = env!("CARGO_BIN_EXE_worker");
+
+/// The worker binary on `port`, killed when dropped.
+struct Worker(Child);
+
+impl Worker {
+    fn start(redis_url: &str, database_url: &str, port: u16) -> Worker {
+        let child = Command::new(WORKER)
+            .env("REDIS_URL", redis_url)
+            .env("DATABASE_URL", database_url)
+            .env("PORT", port.to_string())
+            .env("RUST_LOG", "error")
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        Worker(child)
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn get(port: u16, path: &str) -> Option<(u16, String)> {
+    let response = reqwest::get(format!("http://127.0.0.1:{port}{path}"))
+        .await
+        .ok()?;
+    let status = response.status().as_u16();
+    Some((status, response.text().await.unwrap()))
+}
+
+async fn wait_for(port: u16, path: &str, status: u16) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let answer = get(port, path).await;
+        if let Some((seen, body)) = &answer {
+            if *seen == status {
+                return body.clone();
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{path} never answered {status}; last: {answer:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The value of the sample `name` (with its labels, as rendered), if any.
+fn sample(metrics: &str, name: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[tokio::test]
+async fn ready_only_while_redis_and_postgres_answer() {
+    let redis = Redis::start();
+    let pg = Postgres::start();
+    let port = free_port();
+    let _worker = Worker::start(&redis.url(), &pg.url(), port);
+    wait_for(port, "/readyz", 200).await;
+    assert_eq!(get(port, "/healthz").await.unwrap().0, 200);
+
+    let (redis, pg) = tokio::task::spawn_blocking(move || {
+        redis.stop();
+        (redis, pg)
+    })
+    .await
+    .unwrap();
+    let body = wait_for(port, "/readyz", 503).await;
+    assert!(body.contains("redis"), "{body}");
+    assert_eq!(get(port, "/healthz").await.unwrap().0, 200);
+    let (redis, pg) = tokio::task::spawn_blocking(move || {
+        redis.resume();
+        pg.stop();
+        (redis, pg)
+    })
+    .await
+    .unwrap();
+    let body = wait_for(port, "/readyz", 503).await;
+    assert!(
+        body.contains("postgres") && !body.contains("redis"),
+        "{body}"
+    );
+    let _servers = tokio::task::spawn_blocking(move || {
+        pg.resume();
+        (redis, pg)
+    })
+    .await
+    .unwrap();
+    wait_for(port, "/readyz", 200).await;
+}
+
+#[tokio::test]
+async fn metrics_follow_the_ballots() {
+    let (redis_url, db_url) = fresh();
+    let port = free_port();
+    let _worker = Worker::start(&redis_url, &db_url, port);
+    wait_for(port, "/readyz", 200).await;
+    let before = wait_for(port, "/metrics", 200).await;
+    assert_eq!(sample(&before, "worker_ballots_applied_total"), Some(0.0));
+    assert_eq!(sample(&before, "worker_ballots_dead_total"), Some(0.0));
+    assert_eq!(
+        sample(&before, "worker_build_info{version=\"0.1.0\"}"),
+        Some(1.0)
+    );
+    for process_metric in ["process_resident_memory_bytes", "process_open_fds"] {
+        assert!(
+            sample(&before, process_metric).is_some_and(|v| v > 0.0),
+            "{process_metric} missing: {before}"
+        );
+    }
+    assert!(sample(&before, "process_cpu_seconds_total").is_some());
+
+    let mut redis = redis(&redis_url).await;
+    let mut entries = json(&ballots(20, 15));
+    entries.push("not a ballot".into());
+    enqueue(&mut redis, &entries).await;
+    wait_drained(&mut redis, Duration::from_secs(20)).await;
+    // The heartbeat samples the queue depth every TTL/3 (10 s / 3 here).
+    tokio::time::sleep(Duration::from_millis(3_500)).await;
+
+    let after = wait_for(port, "/metrics", 200).await;
+    assert_eq!(sample(&after, "worker_ballots_applied_total"), Some(20.0));
+    assert_eq!(sample(&after, "worker_ballots_dead_total"), Some(1.0));
+    assert!(sample(&after, "worker_batch_duration_seconds_count").is_some_and(|n| n >= 1.0));
+    assert_eq!(sample(&after, "worker_queue_depth"), Some(0.0));
+    // These ballots were cast in 2023: the lag says how old the newest is.
+    let lag = sample(&after, "worker_lag_seconds").expect("worker_lag_seconds");
+    assert!(lag > 3600.0, "{lag}");
+    assert!(
+        sample(
+            &after,
+            "worker_http_request_duration_seconds_count{route=\"metrics\",status=\"2xx\"}"
+        )
+        .is_some_and(|n| n >= 1.0),
+        "{after}"
+    );
+}
+
+#[test]
+fn the_healthcheck_subcommand_probes_the_port() {
+    let healthcheck = |port: u16| {
+        Command::new(WORKER)
+            .args(["healthcheck", "--port", &port.to_string()])
+            .stderr(Stdio::null())
+            .status()
+            .unwrap()
+            .success()
+    };
+    let port = free_port();
+    assert!(!healthcheck(port), "nothing listens yet");
+    let (redis_url, db_url) = fresh();
+    let _worker = Worker::start(&redis_url, &db_url, port);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !healthcheck(port) {
+        assert!(Instant::now() < deadline, "the worker never became healthy");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_port_in_use_stops_the_worker_with_one_line_naming_port() {
+    let taken = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let (redis_url, db_url) = fresh();
+    let output = Command::new(WORKER)
+        .env("REDIS_URL", redis_url)
+        .env("DATABASE_URL", db_url)
+        .env("PORT", port.to_string())
+        .env("RUST_LOG", "error")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("PORT"), "{stderr}");
+}
