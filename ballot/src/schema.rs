@@ -11,7 +11,7 @@ pub const TALLY_CHANNEL: &str = "tally_changed";
 
 /// The version `schema.sql` brings a database to: raise it with every change
 /// to the script, or running services never apply the change.
-pub const VERSION: i32 = 2;
+pub const VERSION: i32 = 3;
 
 const SCHEMA: &str = include_str!("schema.sql");
 

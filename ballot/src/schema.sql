@@ -31,14 +31,17 @@ CREATE TABLE IF NOT EXISTS tallies (
 -- tables), so a batch of thousands costs one UPDATE per option. Rows are
 -- aggregated in option order so concurrent writers lock tallies alike.
 -- pg_notify is delivered at commit, and only when a count moved.
-CREATE OR REPLACE FUNCTION tallies_apply(deltas JSONB) RETURNS VOID
+-- The notification's payload is the newest cast_at the change brought (or
+-- empty), so the result service can time ballot-to-screen.
+DROP FUNCTION IF EXISTS tallies_apply(JSONB);
+CREATE OR REPLACE FUNCTION tallies_apply(deltas JSONB, newest BIGINT) RETURNS VOID
 LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO tallies (vote, count)
     SELECT key, value::BIGINT FROM jsonb_each_text(deltas) ORDER BY key
     ON CONFLICT (vote) DO UPDATE SET count = tallies.count + EXCLUDED.count;
     IF deltas <> '{}'::JSONB THEN
-        PERFORM pg_notify('tally_changed', '');
+        PERFORM pg_notify('tally_changed', COALESCE(newest::TEXT, ''));
     END IF;
 END $$;
 
@@ -48,7 +51,7 @@ BEGIN
     PERFORM tallies_apply(COALESCE(
         (SELECT jsonb_object_agg(vote, n) FROM (
             SELECT vote, COUNT(*) AS n FROM new_rows GROUP BY vote) d),
-        '{}'));
+        '{}'), (SELECT MAX(cast_at) FROM new_rows));
     RETURN NULL;
 END $$;
 
@@ -62,7 +65,7 @@ BEGIN
                 UNION ALL
                 SELECT vote, -1 FROM old_rows) changes
             GROUP BY vote HAVING SUM(delta) <> 0) d),
-        '{}'));
+        '{}'), (SELECT MAX(cast_at) FROM new_rows));
     RETURN NULL;
 END $$;
 
@@ -72,7 +75,7 @@ BEGIN
     PERFORM tallies_apply(COALESCE(
         (SELECT jsonb_object_agg(vote, -n) FROM (
             SELECT vote, COUNT(*) AS n FROM old_rows GROUP BY vote) d),
-        '{}'));
+        '{}'), NULL);
     RETURN NULL;
 END $$;
 

@@ -3,6 +3,7 @@
 //! publishes each new tally once, serialized, through a watch channel.
 
 use std::convert::Infallible;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -100,12 +101,19 @@ async fn follow(
         Err(_) => return Failure::Outage("connecting timed out".into()),
     };
     let notified = Notify::new();
+    // The newest cast_at the notifications since the last read brought.
+    let newest = AtomicI64::new(0);
     // Queries only make progress while the connection is polled, so both run
     // side by side; notify_one keeps one permit, which coalesces a burst.
     let receive = async {
         loop {
             match poll_fn(|cx| connection.poll_message(cx)).await {
-                Some(Ok(AsyncMessage::Notification(_))) => notified.notify_one(),
+                Some(Ok(AsyncMessage::Notification(n))) => {
+                    if let Ok(cast_at) = n.payload().parse() {
+                        newest.fetch_max(cast_at, Ordering::Relaxed);
+                    }
+                    notified.notify_one();
+                }
                 Some(Ok(_)) => {}
                 Some(Err(e)) => return e.into(),
                 None => return Failure::Outage("connection closed".into()),
@@ -114,7 +122,7 @@ async fn follow(
     };
     tokio::select! {
         failure = receive => failure,
-        result = keep_publishing(&client, options, feed, &notified) => {
+        result = keep_publishing(&client, options, feed, &notified, &newest) => {
             let Err(failure) = result;
             failure
         }
@@ -130,6 +138,7 @@ async fn keep_publishing(
     options: &VoteOptions,
     feed: &watch::Sender<Feed>,
     notified: &Notify,
+    newest: &AtomicI64,
 ) -> Result<Infallible, Failure> {
     if let Migration::Upgraded { from } = within_timeout(migrate(client)).await? {
         tracing::info!(from, to = ballot::schema::VERSION, "schema upgraded");
@@ -149,7 +158,10 @@ async fn keep_publishing(
                 );
             }
         }
-        publish(feed, tally);
+        let newest = newest.swap(0, Ordering::Relaxed);
+        if publish(feed, tally) {
+            record_push(feed, newest);
+        }
         let next_read = Instant::now() + MIN_READ_INTERVAL;
         let _ = timeout(REFRESH_INTERVAL, notified.notified()).await;
         sleep_until(next_read).await;
@@ -165,8 +177,10 @@ async fn within_timeout<T>(
     }
 }
 
-/// Wakes the clients only when the tally moved or the feed came back.
-fn publish(feed: &watch::Sender<Feed>, tally: Tally) {
+/// Wakes the clients only when the tally moved or the feed came back;
+/// true if the tally moved.
+fn publish(feed: &watch::Sender<Feed>, tally: Tally) -> bool {
+    let mut moved = false;
     feed.send_if_modified(|f| {
         let unchanged = f.latest.as_ref().is_some_and(|p| p.tally == tally);
         if unchanged && f.live {
@@ -175,8 +189,48 @@ fn publish(feed: &watch::Sender<Feed>, tally: Tally) {
         if !unchanged {
             let json = serde_json::to_string(&tally).expect("a tally always serializes");
             f.latest = Some(Arc::new(Published { tally, json }));
+            moved = true;
         }
         f.live = true;
         true
     });
+    moved
+}
+
+/// A new tally went out: count it, show the counts, and time the newest
+/// ballot it brought from its cast_at (the queue's clock, Redis TIME; the
+/// same clock as this host's wherever both run on one machine).
+fn record_push(feed: &watch::Sender<Feed>, newest_cast_at: i64) {
+    metrics::counter!("result_tally_pushes_total").increment(1);
+    if let Some(published) = &feed.borrow().latest {
+        for (option, count) in &published.tally.votes {
+            metrics::gauge!("result_votes", "option" => option.clone()).set(*count as f64);
+        }
+    }
+    let age = (ballot::now_micros() - newest_cast_at) as f64 / 1e6;
+    if newest_cast_at > 0 && age >= 0.0 {
+        metrics::histogram!("result_ballot_to_push_seconds").record(age);
+    }
+}
+
+/// Declares the result service's metrics, so each has its help text and
+/// shows from the start.
+pub fn describe_metrics() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_gauge!(
+        "result_websocket_clients",
+        "Websocket clients connected now."
+    );
+    describe_counter!(
+        "result_tally_pushes_total",
+        "New tallies sent to the websocket clients (each once, to all of them)."
+    );
+    describe_histogram!(
+        "result_ballot_to_push_seconds",
+        Unit::Seconds,
+        "From a ballot's cast_at (queued at the vote service) to the push of the first tally counting it."
+    );
+    describe_gauge!("result_votes", "Votes per option in the tally last pushed.");
+    metrics::gauge!("result_websocket_clients").set(0.0);
+    metrics::counter!("result_tally_pushes_total").increment(0);
 }

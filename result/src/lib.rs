@@ -61,10 +61,16 @@ pub fn rocket(config: Config) -> rocket::Rocket<rocket::Build> {
         // Rocket logs a line per request, costly with thousands of sockets;
         // tracing (RUST_LOG) carries what matters.
         .merge(("log_level", rocket::config::LogLevel::Critical));
+    let metrics = ballot::metrics::Metrics::install("result");
+    feed::describe_metrics();
     rocket::custom(figment)
         .manage(receiver)
         .manage(options)
         .manage(Unusable::default())
+        .manage(metrics)
+        .attach(ballot::metrics::RequestTimer {
+            metric: "result_http_request_duration_seconds",
+        })
         .mount("/", routes::all())
         .attach(AdHoc::on_liftoff("tally feed", move |rocket| {
             let shutdown = rocket.shutdown();

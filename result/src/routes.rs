@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use askama::Template;
+use ballot::metrics::Metrics;
 use ballot::VoteOptions;
 use futures_util::{SinkExt, StreamExt};
 use rocket::http::{ContentType, Status};
@@ -43,7 +44,12 @@ type Unavailable = (Status, &'static str);
 const DATABASE_DOWN: Unavailable = (Status::ServiceUnavailable, "database unavailable\n");
 
 pub fn all() -> Vec<Route> {
-    routes![page, script, style, favicon, tally, socket, healthz, readyz]
+    routes![page, script, style, favicon, tally, socket, healthz, readyz, metrics]
+}
+
+#[get("/metrics")]
+fn metrics(metrics: &State<&'static Metrics>) -> (ContentType, String) {
+    (ballot::metrics::content_type(), metrics.render())
 }
 
 #[get("/")]
@@ -99,12 +105,29 @@ fn socket(
         // read into, until this future ends: a task of our own per socket
         // lets them go, halving the memory each client costs.
         tokio::spawn(async move {
+            let _connected = Connected::count();
             if let Err(error) = stream_tallies(stream, feed, shutdown).await {
                 tracing::debug!(%error, "websocket client dropped");
             }
         });
         Box::pin(async { Ok(()) })
     }))
+}
+
+/// One websocket client in `result_websocket_clients`, for as long as it lives.
+struct Connected;
+
+impl Connected {
+    fn count() -> Connected {
+        ::metrics::gauge!("result_websocket_clients").increment(1.0);
+        Connected
+    }
+}
+
+impl Drop for Connected {
+    fn drop(&mut self) {
+        ::metrics::gauge!("result_websocket_clients").decrement(1.0);
+    }
 }
 
 #[get("/healthz")]
