@@ -29,6 +29,8 @@ pub struct Config {
     pub port: u16,
     #[command(flatten)]
     pub options: OptionArgs,
+    #[command(flatten)]
+    pub log: ballot::telemetry::LogArgs,
 }
 
 #[derive(Subcommand, Clone, Debug)]

@@ -8,7 +8,8 @@ async fn main() -> ExitCode {
     if let Some(Command::Healthcheck) = config.command {
         return ballot::healthcheck::probe(config.port);
     }
-    ballot::telemetry::init();
+    let log_format = config.log.log_format;
+    ballot::telemetry::init_as(log_format);
     // Each client is a file descriptor, and Rocket holds idle and half-open
     // connections indefinitely: a soft limit of 1,024 lets so many lock
     // everyone out.
@@ -16,13 +17,13 @@ async fn main() -> ExitCode {
     match result::rocket(config).launch().await {
         Ok(rocket) => match rocket.state::<result::Unusable>().and_then(|u| u.line()) {
             Some(line) => {
-                eprintln!("result: {line}");
+                ballot::telemetry::fatal(log_format, "result", &line);
                 ExitCode::from(2)
             }
             None => ExitCode::SUCCESS,
         },
         Err(error) => {
-            eprintln!("result: {error}");
+            ballot::telemetry::fatal(log_format, "result", &error);
             ExitCode::FAILURE
         }
     }

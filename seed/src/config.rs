@@ -57,6 +57,9 @@ pub struct Config {
     /// tally to converge under --verify.
     #[arg(long, env = "SEED_TIMEOUT", default_value = "30s", value_parser = duration)]
     pub timeout: Duration,
+
+    #[command(flatten)]
+    pub log: ballot::telemetry::LogArgs,
 }
 
 impl Config {

@@ -3,7 +3,7 @@ use std::process::ExitCode;
 #[tokio::main]
 async fn main() -> ExitCode {
     let config: seed::Config = ballot::config::parse();
-    ballot::telemetry::init();
+    ballot::telemetry::init_as(config.log.log_format);
     let stop = ballot::shutdown::cancel_on_signal(
         "stopping: no new voters, finishing the requests in flight",
     );

@@ -54,6 +54,8 @@ pub struct Config {
     /// 0 picks a free one).
     #[arg(long, env = "PORT", default_value_t = 5002, global = true)]
     pub port: u16,
+    #[command(flatten)]
+    pub log: ballot::telemetry::LogArgs,
     #[command(subcommand)]
     pub command: Option<Command>,
 }

@@ -192,3 +192,43 @@ fn a_port_in_use_stops_the_worker_with_one_line_naming_port() {
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.contains("PORT"), "{stderr}");
 }
+
+#[test]
+fn log_format_json_makes_every_line_a_json_object() {
+    let (redis_url, _) = fresh();
+    let output = Command::new(WORKER)
+        .env("REDIS_URL", redis_url)
+        .env(
+            "DATABASE_URL",
+            Postgres::shared().db_url("no_such_database"),
+        )
+        .env("PORT", "0")
+        .env("LOG_FORMAT", "json")
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    let lines: Vec<serde_json::Value> = stderr
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+        .collect();
+    assert!(lines.len() >= 2, "{stderr}");
+    let last = lines.last().unwrap();
+    assert_eq!(last["level"], "ERROR", "{last}");
+    let message = last["fields"]["message"].as_str().unwrap();
+    assert!(message.contains("DATABASE_URL"), "{message}");
+    assert!(lines.iter().all(|l| l["timestamp"].is_string()), "{stderr}");
+}
+
+#[test]
+fn a_bad_log_format_is_named() {
+    let output = Command::new(WORKER)
+        .env("LOG_FORMAT", "xml")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("LOG_FORMAT"), "{stderr}");
+}
