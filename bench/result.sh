@@ -26,9 +26,10 @@ if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt $((CLIENTS + 1000)) ]
 fi
 cargo build --release --quiet -p result -p worker --bins
 cargo build --release --quiet -p result --example result_bench
-RESULT=$PWD/target/release/result
-WORKER=$PWD/target/release/worker
-CLIENT=$PWD/target/release/examples/result_bench
+BIN=$(release_dir)
+RESULT=$BIN/result
+WORKER=$BIN/worker
+CLIENT=$BIN/examples/result_bench
 
 init_servers result
 start_redis
@@ -36,11 +37,9 @@ start_postgres
 PORT=$(free_port)
 export REDIS_URL DATABASE_URL RUST_LOG=warn
 
-PORT=$PORT "$RESULT" &
-RESULT_PID=$!
-PIDS+=("$RESULT_PID")
-PORT=0 "$WORKER" &
-PIDS+=($!)
+start_service result "$TMP/result.log" env PORT="$PORT" "$RESULT"
+RESULT_PID=$STARTED_PID
+start_service worker "$TMP/worker.log" env PORT=0 "$WORKER"
 for _ in $(seq 300); do
 	curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null && break
 	sleep 0.1
@@ -51,12 +50,11 @@ curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null || {
 }
 
 echo "$(nproc) cores; postgres fsync=$(pg_sql -c 'SHOW fsync'); result, worker and clients share the machine"
-"$CLIENT" --port "$PORT" latency --redis-url "$REDIS_URL" --ballots "$BALLOTS" --rate "$RATE"
-"$CLIENT" --port "$PORT" fanout --database-url "$DATABASE_URL" --clients "$CLIENTS" --pid "$RESULT_PID"
+in_foreground "$CLIENT" --port "$PORT" latency --redis-url "$REDIS_URL" --ballots "$BALLOTS" --rate "$RATE"
+in_foreground "$CLIENT" --port "$PORT" fanout --database-url "$DATABASE_URL" --clients "$CLIENTS" --pid "$RESULT_PID"
 
 # Graceful shutdown with every client gone: SIGTERM, exit status 0.
-kill -TERM "$RESULT_PID"
 status=0
-wait "$RESULT_PID" || status=$?
+stop_service "$RESULT_PID" || status=$?
 echo "result exited with status $status after SIGTERM"
 [ "$status" = 0 ]

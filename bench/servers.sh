@@ -5,12 +5,19 @@
 #   init_servers NAME   # TMP=/tmp/bench-NAME.XXXXXX; stop everything on exit
 #   start_redis         # REDIS_PORT, REDIS_URL
 #   start_postgres      # PG_BIN, PG_PORT, DATABASE_URL (database "postgres")
-#   some_server & PIDS+=($!)   # also stopped on exit, newest first
+#   start_service NAME LOG COMMAND...   # STARTED_PID; watched, stopped on exit
+#   stop_service PID    # SIGTERM, wait, return its exit status
+#   in_foreground COMMAND...   # a long command the watch can interrupt
+#   BIN=$(release_dir)  # where `cargo build --release` put the binaries
 #
-# The variables are set, not exported: each script decides what its own
-# processes see.
+# A service started with start_service (Redis and Postgres included) is
+# watched: if it exits before the script stops it, the script stops at once
+# with its name, exit status and the end of its log, instead of waiting for
+# something that will never come. The variables are set, not exported: each
+# script decides what its own processes see.
 
 PIDS=()
+declare -A SERVICE_NAME SERVICE_LOG WATCHER
 
 # Creates $TMP and the traps that clean it up, whatever way the script ends.
 init_servers() {
@@ -19,12 +26,17 @@ init_servers() {
 	# An interrupted or killed run must not leave servers behind either.
 	trap 'exit 130' INT
 	trap 'exit 143' TERM
+	# A watcher saw a service die (see watch_pid).
+	trap service_died USR1
 }
 
 # Newest first, waiting for each: a worker hands its batch back to Redis
 # before Redis goes away, and apps go before the servers they use.
 stop_servers() {
 	local i
+	trap '' USR1
+	for i in "${WATCHER[@]}"; do kill "$i" 2>/dev/null || true; done
+	if [ -n "${FOREGROUND:-}" ]; then kill "$FOREGROUND" 2>/dev/null || true; fi
 	for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
 		kill "${PIDS[i]}" 2>/dev/null && wait "${PIDS[i]}" 2>/dev/null || true
 	done
@@ -33,6 +45,91 @@ stop_servers() {
 	fi
 	wait 2>/dev/null || true
 	rm -rf "$TMP"
+}
+
+# The directory cargo puts release binaries in: honours CARGO_TARGET_DIR
+# (and any cargo configuration), as `cargo build` itself does.
+release_dir() {
+	cargo metadata --format-version 1 --no-deps |
+		python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"] + "/release")'
+}
+
+# Starts COMMAND in the background, its output appended to LOG (unless LOG
+# is -), and watches it. STARTED_PID is its process id.
+start_service() { # start_service NAME LOG COMMAND...
+	local name=$1 log=$2
+	shift 2
+	if [ "$log" = - ]; then
+		"$@" &
+	else
+		"$@" >>"$log" 2>&1 &
+	fi
+	STARTED_PID=$!
+	PIDS+=("$STARTED_PID")
+	watch_pid "$STARTED_PID" "$name" "$log"
+}
+
+# Watches a process (a child of this script, or a daemon such as Postgres):
+# once it is gone, tells this script (SIGUSR1, see service_died). Checks
+# every 0.1 s; a zombie counts as gone.
+watch_pid() { # watch_pid PID NAME LOG
+	SERVICE_NAME[$1]=$2
+	SERVICE_LOG[$1]=$3
+	(
+		while [ -e "/proc/$1" ] && [ "$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -c1)" != Z ]; do
+			sleep 0.1
+		done
+		echo "$1" >"$TMP/died"
+		kill -USR1 $$
+	) &
+	WATCHER[$1]=$!
+}
+
+# Stops watching PID, sends it SIGTERM and returns its exit status.
+stop_service() { # stop_service PID
+	local status=0
+	unwatch "$1"
+	kill -TERM "$1" 2>/dev/null || true
+	wait "$1" || status=$?
+	return "$status"
+}
+
+unwatch() {
+	if [ -n "${WATCHER[$1]:-}" ]; then
+		kill "${WATCHER[$1]}" 2>/dev/null || true
+		wait "${WATCHER[$1]}" 2>/dev/null || true
+		unset "WATCHER[$1]"
+	fi
+}
+
+service_died() {
+	local pid status=unknown name="a service" log=-
+	pid=$(cat "$TMP/died" 2>/dev/null) || pid=
+	if [ -n "$pid" ]; then
+		wait "$pid" 2>/dev/null && status=0 || status=$?
+		# Not ours to reap (a daemon): its status is not ours to know.
+		[ "$status" = 127 ] && status=unknown
+		name=${SERVICE_NAME[$pid]:-$name}
+		log=${SERVICE_LOG[$pid]:-$log}
+	fi
+	echo "bench: $name (pid $pid) exited (status $status) while the benchmark ran" >&2
+	if [ "$log" != - ] && [ -s "$log" ]; then
+		echo "--- last lines of $log:" >&2
+		tail -n 10 "$log" >&2
+	fi
+	exit 1
+}
+
+# Runs a long command so that a watched service's death interrupts it at
+# once (bash runs a trap only between commands, or during `wait`). Returns
+# the command's status.
+in_foreground() { # in_foreground COMMAND...
+	local status=0
+	"$@" &
+	FOREGROUND=$!
+	wait "$FOREGROUND" || status=$?
+	FOREGROUND=
+	return "$status"
 }
 
 # A loopback port nothing is bound to (the kernel picks it).
@@ -56,9 +153,9 @@ wait_for() { # wait_for WHAT COMMAND...
 start_redis() {
 	REDIS_PORT=$(free_port)
 	REDIS_URL=redis://127.0.0.1:$REDIS_PORT
-	redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no \
-		--dir "$TMP" --logfile "$TMP/redis.log" --daemonize no &
-	PIDS+=($!)
+	start_service redis-server "$TMP/redis.log" \
+		redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no \
+		--dir "$TMP" --logfile "$TMP/redis.log" --daemonize no
 	wait_for redis-server redis_cli ping
 }
 
@@ -80,6 +177,7 @@ start_postgres() {
 	as_postgres "$PG_BIN/initdb" -D "$TMP/pg" -U postgres -A trust -E UTF8 --locale=C >/dev/null
 	as_postgres "$PG_BIN/pg_ctl" -D "$TMP/pg" -l "$TMP/pg/log" -w start \
 		-o "-p $PG_PORT -k $TMP -c listen_addresses=127.0.0.1" >/dev/null
+	watch_pid "$(head -1 "$TMP/pg/postmaster.pid")" postgres "$TMP/pg/log"
 }
 
 # psql as the superuser, unaligned and tuples only: prints bare values.

@@ -30,7 +30,7 @@ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 ||
 echo "building release binaries..." >&2
 cargo build --release --quiet -p vote -p worker -p result -p seed --bins
 cargo build --release --quiet -p seed --example ballot_latency
-BIN=$PWD/target/release
+BIN=$(release_dir)
 
 init_servers system
 VOTE_PORT=$(free_port)
@@ -68,19 +68,17 @@ start_redis
 start_postgres
 export REDIS_URL DATABASE_URL RUST_LOG=warn
 
-PORT=$VOTE_PORT "$BIN/vote" 2>"$TMP/vote.log" &
-VOTE_PID=$!
-PIDS+=("$VOTE_PID")
-PORT=$RESULT_PORT "$BIN/result" 2>"$TMP/result.log" &
-RESULT_PID=$!
-PIDS+=("$RESULT_PID")
+start_service vote "$TMP/vote.log" env PORT="$VOTE_PORT" "$BIN/vote"
+VOTE_PID=$STARTED_PID
+start_service result "$TMP/result.log" env PORT="$RESULT_PORT" "$BIN/result"
+RESULT_PID=$STARTED_PID
 wait_ready "${VOTE_URL}readyz"
 wait_ready "${RESULT_URL}readyz"
 
 # 1. The vote service alone: the worker is not running yet, so the votes wait
 #    in Redis and the vote service has the CPU to itself (with seed).
 echo "1/4 seed: $VOTES votes, concurrency $CONCURRENCY, no worker..." >&2
-/usr/bin/time -f %M -o "$TMP/seed.rss" "$BIN/seed" --votes "$VOTES" --concurrency "$CONCURRENCY" \
+in_foreground /usr/bin/time -f %M -o "$TMP/seed.rss" "$BIN/seed" --votes "$VOTES" --concurrency "$CONCURRENCY" \
 	"$VOTE_URL" >"$TMP/seed1.out" 2>"$TMP/seed1.err" ||
 	fail "seed failed: $(tail -1 "$TMP/seed1.err")"
 VOTE_ALONE=$(awk '/^throughput/ { print $2 }' "$TMP/seed1.out")
@@ -88,9 +86,8 @@ VOTE_ALONE=$(awk '/^throughput/ { print $2 }' "$TMP/seed1.out")
 # 2. The worker drains the queue those votes left.
 echo "2/4 worker: draining $VOTES queued ballots..." >&2
 started=$(now)
-PORT=0 "$BIN/worker" 2>"$TMP/worker.log" &
-WORKER_PID=$!
-PIDS+=("$WORKER_PID")
+start_service worker "$TMP/worker.log" env PORT=0 "$BIN/worker"
+WORKER_PID=$STARTED_PID
 deadline=$((SECONDS + 300))
 until [ "$(tally_total || echo 0)" -ge "$VOTES" ]; do
 	[ $SECONDS -lt $deadline ] || fail "the worker did not apply $VOTES ballots within 300 s"
@@ -100,7 +97,7 @@ WORKER_RATE=$(awk -v n="$VOTES" -v a="$started" -v b="$(now)" 'BEGIN { printf "%
 
 # 3. Everything running: vote, worker and result share the machine.
 echo "3/4 seed --verify: $VOTES more votes, whole stack running..." >&2
-"$BIN/seed" --votes "$VOTES" --concurrency "$CONCURRENCY" --timeout 120s --verify "$RESULT_URL" \
+in_foreground "$BIN/seed" --votes "$VOTES" --concurrency "$CONCURRENCY" --timeout 120s --verify "$RESULT_URL" \
 	"$VOTE_URL" >"$TMP/seed3.out" 2>"$TMP/seed3.err" ||
 	fail "seed --verify failed: $(tail -1 "$TMP/seed3.err")"
 VOTE_STACK=$(awk '/^throughput/ { print $2 }' "$TMP/seed3.out")
@@ -109,8 +106,9 @@ LATENCY_SEED=$(sed -n 's/^latency *//p' "$TMP/seed3.out")
 
 # 4. One ballot at a time from the vote page to the result websocket.
 echo "4/4 ballot-to-websocket latency: $LATENCY_BALLOTS ballots at $LATENCY_RATE/s..." >&2
-LATENCY_WS=$("$BIN/examples/ballot_latency" --vote "$VOTE_URL" --result "$RESULT_URL" \
-	--ballots "$LATENCY_BALLOTS" --rate "$LATENCY_RATE") || fail "ballot_latency failed"
+in_foreground "$BIN/examples/ballot_latency" --vote "$VOTE_URL" --result "$RESULT_URL" \
+	--ballots "$LATENCY_BALLOTS" --rate "$LATENCY_RATE" >"$TMP/latency.out" || fail "ballot_latency failed"
+LATENCY_WS=$(cat "$TMP/latency.out")
 
 SEED_RSS=$(awk '{ printf "%.0f", $1 / 1024 }' "$TMP/seed.rss")
 FSYNC=$(pg_sql -c 'SHOW fsync')

@@ -25,7 +25,7 @@ ROUNDS=$((BALLOTS / VOTERS))
 
 cd "$(dirname "$0")/.."
 cargo build --release -p worker --quiet
-WORKER=$PWD/target/release/worker
+WORKER=$(release_dir)/worker
 
 init_servers worker
 start_redis
@@ -71,21 +71,19 @@ run() { # run WORKERS
 	local workers=$1 db="bench_$1" pids=() rss=0
 	pg_sql -d postgres -c "CREATE DATABASE $db"
 	# A worker creates the schema first, so the timing covers draining only.
-	REDIS_URL=$REDIS_URL DATABASE_URL=postgres://postgres@127.0.0.1:$PG_PORT/$db \
-		PORT=0 RUST_LOG=warn "$WORKER" &
-	local setup=$!
-	PIDS+=("$setup")
+	start_service "setup worker" "$TMP/worker-setup-$db.log" env REDIS_URL="$REDIS_URL" \
+		DATABASE_URL="postgres://postgres@127.0.0.1:$PG_PORT/$db" PORT=0 RUST_LOG=warn "$WORKER"
+	local setup=$STARTED_PID
 	until [ "$(pg_sql -d "$db" -c "SELECT to_regclass('tallies') IS NOT NULL")" = t ]; do sleep 0.1; done
-	kill -TERM "$setup"
-	wait "$setup"
+	stop_service "$setup"
 	preload
 	local start end
 	start=$(date +%s.%N)
-	for _ in $(seq "$workers"); do
-		REDIS_URL=$REDIS_URL DATABASE_URL=postgres://postgres@127.0.0.1:$PG_PORT/$db \
-			PORT=0 BATCH_SIZE=$BATCH_SIZE RUST_LOG=warn "$WORKER" &
-		pids+=($!)
-		PIDS+=($!)
+	for i in $(seq "$workers"); do
+		start_service "worker $i of $workers" "$TMP/worker-$i-$db.log" env REDIS_URL="$REDIS_URL" \
+			DATABASE_URL="postgres://postgres@127.0.0.1:$PG_PORT/$db" PORT=0 \
+			BATCH_SIZE="$BATCH_SIZE" RUST_LOG=warn "$WORKER"
+		pids+=("$STARTED_PID")
 	done
 	local deadline=$(($(date +%s) + LIMIT_SECONDS))
 	while [ "$(in_flight)" != 0 ]; do
@@ -98,9 +96,8 @@ run() { # run WORKERS
 	end=$(date +%s.%N)
 	for pid in "${pids[@]}"; do
 		rss=$(awk -v r="$rss" '/VmHWM/ { print (r > $2) ? r : $2 }' "/proc/$pid/status")
-		kill -TERM "$pid"
 	done
-	for pid in "${pids[@]}"; do wait "$pid"; done
+	for pid in "${pids[@]}"; do stop_service "$pid"; done
 
 	local wrong mismatched tallies
 	wrong=$(pg_sql -d "$db" -c "SELECT count(*) FROM ($EXPECTED) e FULL JOIN votes x USING (id)
