@@ -1,35 +1,43 @@
 #!/usr/bin/env bash
-# Benchmark of the vote service: a release `vote` against a throwaway Redis,
-# `POST /` (vote=a) driven by wrk. Prints votes/s, latency p50/p99, how many
-# ballots were queued, and the vote process's memory after the run.
+# Benchmark of the vote service against a trivial HTTP server, in one run:
+# wrk drives `POST /` (vote=a, no cookies: every request a new voter) first
+# at seed's one-thread trivial server (seed/examples/trivial_server.rs: reads
+# the request, answers `200 ok`), then at a release `vote` on a throwaway
+# Redis. For each it prints requests/s, latency p50/p99 and the server's CPU
+# time per request (utime + stime of the process, from /proc/PID/stat,
+# before and after, divided by the requests wrk completed), and vote's ratio
+# to the trivial server: the cost of a vote beyond bare HTTP on this machine.
 #
 #   bench/vote.sh                      # 10 s, 64 connections, 2 wrk threads
 #   DURATION=30s CONNECTIONS=128 bench/vote.sh
+#   bench/vote.sh /path/to/old/vote    # also that binary, in the same run
 #
-# Needs: cargo, redis-server, redis-cli, wrk, python3. Everything runs on 127.0.0.1.
+# Binaries come from $CARGO_TARGET_DIR (or target/). Each server gets WARMUP
+# of load first (not counted). Needs: cargo, redis-server, redis-cli, wrk,
+# python3. Everything runs on 127.0.0.1; a server that dies stops the run.
 set -euo pipefail
 . "$(dirname "$0")/servers.sh"
 cd "$(dirname "$0")/.."
 
 DURATION=${DURATION:-10s}
+WARMUP=${WARMUP:-1s}
 CONNECTIONS=${CONNECTIONS:-64}
 THREADS=${THREADS:-2}
 
 for tool in redis-server redis-cli wrk python3; do
-    command -v "$tool" >/dev/null || { echo "bench: $tool not found (apt install ${tool%-*})" >&2; exit 1; }
+	command -v "$tool" >/dev/null || {
+		echo "bench: $tool not found (apt install ${tool%-*})" >&2
+		exit 1
+	}
 done
 
 cargo build --release --quiet -p vote --bin vote
-vote_bin=${CARGO_TARGET_DIR:-target}/release/vote
+cargo build --release --quiet -p seed --example trivial_server
+BIN=$(release_dir)
+VOTE_BINS=("$BIN/vote" "$@")
 
 init_servers vote
 start_redis
-
-vote_port=$(free_port)
-PORT=$vote_port REDIS_URL=$REDIS_URL RUST_LOG=warn "$vote_bin" 2>"$TMP/vote.log" &
-vote_pid=$!
-PIDS+=("$vote_pid")
-wait_for vote env PORT="$vote_port" "$vote_bin" healthcheck
 
 cat >"$TMP/post.lua" <<'LUA'
 wrk.method = "POST"
@@ -37,37 +45,75 @@ wrk.body = "vote=a"
 wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
 LUA
 
-# Other work on the machine skews the numbers; say how busy it was.
-echo "load average before the run: $(cut -d' ' -f1-3 /proc/loadavg)"
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$vote_pid/stat"; }
-ticks_before=$(cpu_ticks)
-echo "wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency POST http://127.0.0.1:$vote_port/ (vote=a)"
-wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency -s "$TMP/post.lua" \
-    "http://127.0.0.1:$vote_port/" | tee "$TMP/wrk.txt"
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+HZ=$(getconf CLK_TCK)
+ROWS=()
+TRIVIAL_CPU=
 
-ticks=$(($(cpu_ticks) - ticks_before))
-hz=$(getconf CLK_TCK)
-rps=$(awk '/^Requests\/sec:/ {print $2}' "$TMP/wrk.txt")
-p50=$(awk '$1 == "50%" {print $2}' "$TMP/wrk.txt")
-p99=$(awk '$1 == "99%" {print $2}' "$TMP/wrk.txt")
-failed=$(awk '/Non-2xx or 3xx responses:/ {print $NF}' "$TMP/wrk.txt")
-errors=$(awk '/Socket errors:/ {print}' "$TMP/wrk.txt")
-queued=$(redis_cli llen votes)
-rss=$(awk '/^VmRSS:/ {printf "%.1f MB", $2 / 1024}' "/proc/$vote_pid/status")
-peak=$(awk '/^VmHWM:/ {printf "%.1f MB", $2 / 1024}' "/proc/$vote_pid/status")
+# Loads the server PID on PORT and appends its row to ROWS.
+measure() { # measure NAME PID PORT
+	local name=$1 pid=$2 port=$3 out="$TMP/wrk-$1.txt"
+	local url="http://127.0.0.1:$port/"
+	in_foreground wrk -t"$THREADS" -c"$CONNECTIONS" -d"$WARMUP" -s "$TMP/post.lua" "$url" >/dev/null
+	local load before redis_before
+	load=$(cut -d' ' -f1 /proc/loadavg)
+	before=$(cpu_ticks "$pid")
+	redis_before=$(cpu_ticks "$REDIS_PID")
+	in_foreground wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency -s "$TMP/post.lua" "$url" >"$out"
+	local ticks=$(($(cpu_ticks "$pid") - before))
+	local redis_ticks=$(($(cpu_ticks "$REDIS_PID") - redis_before))
+	local requests rps p50 p99 failed errors rss
+	requests=$(awk '/requests in/ {print $1}' "$out")
+	rps=$(awk '/^Requests\/sec:/ {printf "%.0f", $2}' "$out")
+	p50=$(awk '$1 == "50%" {print $2}' "$out")
+	p99=$(awk '$1 == "99%" {print $2}' "$out")
+	failed=$(awk '/Non-2xx or 3xx responses:/ {print $NF}' "$out")
+	errors=$(awk '/Socket errors:/ {print}' "$out")
+	rss=$(awk '/^VmHWM:/ {printf "%.1f MB", $2 / 1024}' "/proc/$pid/status")
+	if [[ -n $failed || -n $errors ]]; then
+		cat "$out" >&2
+		echo "bench: $name: some requests failed: ${failed:+$failed non-2xx responses} $errors" >&2
+		exit 1
+	fi
+	local cpu ratio redis_cpu=-
+	cpu=$(awk -v t="$ticks" -v hz="$HZ" -v n="$requests" 'BEGIN {printf "%.1f", t / hz / n * 1e6}')
+	if [ -z "$TRIVIAL_CPU" ]; then
+		TRIVIAL_CPU=$cpu
+		ratio=1
+	else
+		ratio=$(awk -v a="$cpu" -v b="$TRIVIAL_CPU" 'BEGIN {printf "%.2f", a / b}')
+		redis_cpu=$(awk -v t="$redis_ticks" -v hz="$HZ" -v n="$requests" 'BEGIN {printf "%.1f", t / hz / n * 1e6}')
+	fi
+	ROWS+=("$(printf '%-16s %5s %9s %9s %9s %9s %8s %8s %9s' \
+		"$name" "$load" "$rps" "$p50" "$p99" "$cpu" "${ratio}x" "$redis_cpu" "$rss")")
+}
+
+trivial_port=$(free_port)
+start_service trivial_server "$TMP/trivial.log" "$BIN/examples/trivial_server" "$trivial_port"
+trivial_pid=$STARTED_PID
+wait_for trivial_server python3 -c "import socket; socket.create_connection(('127.0.0.1', $trivial_port))"
+REDIS_PID=$(redis_cli info server | awk -F: '/^process_id/ {print $2}' | tr -d '\r')
+
+echo "$(nproc) cores; wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency, POST / vote=a, after $WARMUP of warm-up each"
+measure trivial_server "$trivial_pid" "$trivial_port"
+stop_service "$trivial_pid" || true
+
+for vote_bin in "${VOTE_BINS[@]}"; do
+	name=vote
+	[ "$vote_bin" = "$BIN/vote" ] || name=$(basename "$vote_bin")
+	redis_cli del votes >/dev/null
+	port=$(free_port)
+	start_service "$name" "$TMP/$name.log" \
+		env PORT="$port" REDIS_URL="$REDIS_URL" RUST_LOG=warn "$vote_bin"
+	pid=$STARTED_PID
+	wait_for "$name" env PORT="$port" "$vote_bin" healthcheck
+	measure "$name" "$pid" "$port"
+	echo "$name: $(redis_cli llen votes) ballots queued" >&2
+	stop_service "$pid"
+done
 
 echo
-echo "== vote: POST / for $DURATION at $CONNECTIONS connections"
-echo "votes/s:      $rps"
-echo "latency p50:  $p50"
-echo "latency p99:  $p99"
-echo "queued:       $queued ballots on Redis"
-requests=$(awk '/requests in/ {print $1}' "$TMP/wrk.txt")
-cpu=$(awk -v t="$ticks" -v hz="$hz" -v n="$requests" \
-    'BEGIN {printf "%.1f s, %.0f us per vote", t / hz, t / hz / n * 1e6}')
-echo "vote CPU:     $cpu"
-echo "vote RSS:     $rss after the run (peak $peak)"
-if [[ -n $failed || -n $errors ]]; then
-    echo "bench: some requests failed: ${failed:+$failed non-2xx responses} $errors" >&2
-    exit 1
-fi
+printf '%-16s %5s %9s %9s %9s %9s %8s %8s %9s\n' \
+	server load req/s p50 p99 "CPU/req" ratio "redis/req" "peak RSS"
+printf '%-16s %5s %9s %9s %9s %9s %8s %8s %9s\n' "" "" "" "" "" "(us)" "" "(us)" ""
+printf '%s\n' "${ROWS[@]}"
