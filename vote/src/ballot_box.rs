@@ -10,7 +10,7 @@ use std::time::Duration;
 use ballot::queue::{CLOCK, VOTES};
 use ballot::Ballot;
 use redis::aio::MultiplexedConnection;
-use redis::{RedisError, RedisResult, Script};
+use redis::{ErrorKind, RedisError, RedisResult, Script, ServerErrorKind};
 use tokio::time::{timeout_at, Instant};
 
 use crate::connection::SharedConnection;
@@ -86,13 +86,27 @@ impl BallotBox {
         })
     }
 
-    /// Queues `voter_id`'s ballot for `option`; Redis stamps it.
+    /// Queues `voter_id`'s ballot for `option`; Redis stamps it. One
+    /// `EVALSHA`; the script is loaded (and the call repeated) only when
+    /// Redis does not have it yet, as `redis::Script` does.
     pub async fn push(&self, voter_id: &str, option: &str) -> Result<(), Failure> {
-        let unstamped = unstamped_json(voter_id, option);
-        let mut invocation = self.queue.key(CLOCK);
-        invocation.key(VOTES).arg(unstamped);
+        let mut queue = redis::cmd("EVALSHA");
+        queue
+            .arg(self.queue.get_hash())
+            .arg(2)
+            .arg(CLOCK)
+            .arg(VOTES)
+            .arg(unstamped_json(voter_id, option));
         let outcome = self
-            .call(|mut redis| async move { invocation.invoke_async::<()>(&mut redis).await })
+            .call(|mut redis| async move {
+                match queue.query_async::<()>(&mut redis).await {
+                    Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                        self.queue.load_async(&mut redis).await?;
+                        queue.query_async(&mut redis).await
+                    }
+                    outcome => outcome,
+                }
+            })
             .await;
         self.note(&outcome);
         outcome
@@ -145,10 +159,14 @@ impl BallotBox {
         F: std::future::Future<Output = RedisResult<T>>,
     {
         let deadline = Instant::now() + DEADLINE;
-        let link = match timeout_at(deadline, self.redis.get()).await {
-            Ok(Ok(link)) => link,
-            Ok(Err(e)) => return Err(Failure::NoConnection(e)),
-            Err(_) => return Err(Failure::NoConnection(no_connection_in_time())),
+        // The live connection if there is one, without waiting: the hot path.
+        let link = match self.redis.live() {
+            Some(link) => link,
+            None => match timeout_at(deadline, self.redis.get()).await {
+                Ok(Ok(link)) => link,
+                Ok(Err(e)) => return Err(Failure::NoConnection(e)),
+                Err(_) => return Err(Failure::NoConnection(no_connection_in_time())),
+            },
         };
         match timeout_at(deadline, send(link.connection)).await {
             Ok(Ok(value)) => Ok(value),
@@ -165,6 +183,10 @@ impl BallotBox {
     }
 
     fn note<T>(&self, outcome: &Result<T, Failure>) {
+        // A plain read while nothing changes: no write to a shared line per vote.
+        if self.reachable.load(Ordering::Relaxed) == outcome.is_ok() {
+            return;
+        }
         let was_reachable = self.reachable.swap(outcome.is_ok(), Ordering::Relaxed);
         match outcome {
             Err(e) if was_reachable => tracing::warn!("{e}; votes fail until Redis takes them"),
@@ -175,14 +197,28 @@ impl BallotBox {
 }
 
 /// The ballot's JSON as `ballot::Ballot` writes it, without `cast_at` and
-/// without the closing brace: the queue script appends both.
-fn unstamped_json(voter_id: &str, option: &str) -> String {
-    let mut ballot = Ballot::cast(voter_id, option);
-    ballot.cast_at = None;
-    let json = ballot.to_json();
-    json.strip_suffix('}')
-        .expect("a ballot is a JSON object")
-        .to_string()
+/// without the closing brace: the queue script appends both. Written
+/// directly: voter ids (`[0-9A-Za-z_-]`, see `voter::is_voter_id`) and
+/// option ids (`a`..`h`) need no escaping; other text goes through serde.
+fn unstamped_json(voter_id: &str, option: &str) -> Vec<u8> {
+    let plain = |text: &str| {
+        text.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    };
+    if !(plain(voter_id) && plain(option)) {
+        let mut ballot = Ballot::cast(voter_id, option);
+        ballot.cast_at = None;
+        let mut json = ballot.to_json().into_bytes();
+        json.pop(); // the closing brace
+        return json;
+    }
+    let mut json = Vec::with_capacity(28 + voter_id.len() + option.len());
+    json.extend_from_slice(br#"{"voter_id":""#);
+    json.extend_from_slice(voter_id.as_bytes());
+    json.extend_from_slice(br#"","vote":""#);
+    json.extend_from_slice(option.as_bytes());
+    json.push(b'"');
+    json
 }
 
 /// Redis answered with an error of its own, rather than the connection failing.
@@ -219,11 +255,31 @@ mod tests {
 
     #[test]
     fn the_unstamped_ballot_is_the_ballot_json_open_at_the_end() {
-        let prefix = unstamped_json("42ea16b298bc356", "b");
+        let prefix = String::from_utf8(unstamped_json("42ea16b298bc356", "b")).unwrap();
         assert_eq!(prefix, r#"{"voter_id":"42ea16b298bc356","vote":"b""#);
         let stamped = format!(r#"{prefix},"cast_at":1795453181208434}}"#);
         let ballot = Ballot::parse(stamped.as_bytes(), &ballot::VoteOptions::defaults()).unwrap();
         assert_eq!(ballot.cast_at, Some(1_795_453_181_208_434));
+    }
+
+    /// Written by hand or by serde, it is what `Ballot::to_json` writes.
+    #[test]
+    fn the_unstamped_ballot_matches_serde_for_any_text() {
+        let long = "x".repeat(64);
+        let cases = [
+            ("3f1c0e9a6b2d4c8e9f00112233445566", "a"),
+            ("Voter_id-with_UPPER-and-lower-0123456789", "h"),
+            (long.as_str(), "b"),
+            ("quote\"back\\slash", "a"),
+            ("tr\u{e9}ma \u{1}", "b"),
+        ];
+        for (voter_id, option) in cases {
+            let mut ballot = Ballot::cast(voter_id, option);
+            ballot.cast_at = None;
+            let serde = ballot.to_json();
+            let ours = String::from_utf8(unstamped_json(voter_id, option)).unwrap();
+            assert_eq!(format!("{ours}}}"), serde, "{voter_id:?}");
+        }
     }
 
     #[test]

@@ -87,7 +87,7 @@ impl SharedConnection {
     }
 
     /// The hot path: a lock held for one clone.
-    fn live(&self) -> Option<Link> {
+    pub fn live(&self) -> Option<Link> {
         let current = self.lock();
         let live = current.as_ref().filter(|live| !live.io.is_finished())?;
         Some(Link {

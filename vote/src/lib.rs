@@ -6,6 +6,7 @@ mod connection;
 mod form;
 mod page;
 mod routes;
+mod shield;
 mod voter;
 
 use std::net::Ipv4Addr;
@@ -49,6 +50,39 @@ pub struct App {
     /// Shown on the page so people can see which replica answered.
     pub hostname: String,
     pub ballot_box: Arc<BallotBox>,
+    /// Every variant of the page a vote can get, rendered at start.
+    pages: page::Pages,
+    /// The `Set-Cookie` line that remembers each option as the choice.
+    choice_cookies: Vec<(&'static str, String)>,
+}
+
+impl App {
+    fn new(options: ballot::VoteOptions, hostname: String, ballot_box: BallotBox) -> App {
+        let labels: Vec<&str> = options.iter().map(|o| o.label.as_str()).collect();
+        let title = format!("{}!", labels.join(" vs "));
+        let pages = page::Pages::new(&options, &title, &hostname);
+        let choice_cookies = options
+            .iter()
+            .map(|o| (o.id, voter::set_cookie(voter::CHOICE, o.id)))
+            .collect();
+        App {
+            options,
+            title,
+            hostname,
+            ballot_box: Arc::new(ballot_box),
+            pages,
+            choice_cookies,
+        }
+    }
+
+    /// `vote=<id>; HttpOnly; ...` for a configured option id.
+    fn choice_cookie(&self, id: &str) -> &str {
+        self.choice_cookies
+            .iter()
+            .find(|(option, _)| *option == id)
+            .map(|(_, line)| line.as_str())
+            .expect("only configured options are chosen")
+    }
 }
 
 /// Why the service stopped other than on request.
@@ -74,16 +108,11 @@ pub async fn serve(config: Config) -> Result<(), Stopped> {
 }
 
 pub fn rocket(config: Config) -> rocket::Rocket<rocket::Build> {
-    let options = config.options.options();
-    let labels: Vec<&str> = options.iter().map(|o| o.label.as_str()).collect();
-    let app = App {
-        title: format!("{}!", labels.join(" vs ")),
-        options,
-        hostname: hostname(),
-        ballot_box: Arc::new(
-            BallotBox::new(&config.redis.redis_url).expect("REDIS_URL is checked when parsed"),
-        ),
-    };
+    let app = App::new(
+        config.options.options(),
+        hostname(),
+        BallotBox::new(&config.redis.redis_url).expect("REDIS_URL is checked when parsed"),
+    );
     let redis_url = config.redis.redis_url;
     // Rocket's own per-request log lines are costly at high request rates;
     // tracing (RUST_LOG) carries what matters.
@@ -91,7 +120,10 @@ pub fn rocket(config: Config) -> rocket::Rocket<rocket::Build> {
         .merge(("address", Ipv4Addr::UNSPECIFIED))
         .merge(("port", config.port))
         .merge(("log_level", rocket::config::LogLevel::Critical));
+    let (shield, security_headers) = shield::fairings();
     rocket::custom(figment)
+        .attach(shield)
+        .attach(security_headers)
         .manage(app)
         .mount("/", routes::routes())
         .register("/", routes::catchers())

@@ -1,10 +1,14 @@
-use rocket::data::Data;
-use rocket::http::{ContentType, CookieJar, Header, Status};
-use rocket::response::content::RawHtml;
-use rocket::{catch, catchers, get, post, routes, Catcher, Responder, Route, State};
+use std::borrow::Cow;
+use std::io::Cursor;
 
-use crate::form::read_choice;
-use crate::page::VotePage;
+use rocket::data::Data;
+use rocket::http::{ContentType, Header, Status};
+use rocket::response::content::RawHtml;
+use rocket::response::{self, Responder};
+use rocket::{catch, catchers, get, post, routes, Catcher, Request, Response, Route, State};
+
+use crate::form::{read_choice, Refusal};
+use crate::page::Notice;
 use crate::voter::Voter;
 use crate::App;
 
@@ -16,52 +20,112 @@ pub fn catchers() -> Vec<Catcher> {
     catchers![not_found]
 }
 
-/// 503: the ballot never reached Redis, or Redis refused it.
-const NOT_RECORDED: &str = "Your vote was not recorded: the ballot box is unreachable \
-                            right now. Please try again in a moment.";
-
-/// 504: the ballot was sent, but Redis did not confirm it in time.
-const UNCONFIRMED: &str = "We could not confirm your vote: the ballot box did not answer \
-                           in time, so it may or may not have been recorded. Voting again \
-                           is safe: only your latest vote counts.";
-
 #[get("/")]
-fn page<'r>(app: &'r State<App>, voter: Voter) -> VotePage<'r> {
-    VotePage::new(app, voter.choice.as_deref(), None)
+fn page<'r>(app: &'r State<App>, voter: Voter<'r>) -> Answer<'r> {
+    Answer {
+        status: Status::Ok,
+        page: Cow::Borrowed(app.pages.get(voter.choice, Notice::None)),
+        cookies: [voter.id_cookie().map(Cow::Owned), None],
+    }
 }
 
 #[post("/", data = "<form>")]
 async fn vote<'r>(
     app: &'r State<App>,
-    mut voter: Voter,
-    cookies: &CookieJar<'_>,
+    voter: Voter<'r>,
     content_type: Option<&ContentType>,
     form: Data<'_>,
-) -> (Status, VotePage<'r>) {
-    let option = match read_choice(content_type, form, &app.options).await {
-        Ok(option) => option,
-        Err(refusal) => {
-            let page = VotePage::new(app, voter.choice.as_deref(), Some(refusal.message));
-            return (refusal.status, page);
-        }
-    };
-    if let Err(e) = app.ballot_box.push(&voter.id, option.id).await {
-        tracing::debug!("vote from {} not confirmed: {e}", voter.id);
+) -> Answer<'r> {
+    let cast = cast(app, &voter, content_type, form).await;
+    // Every vote ends here, once: the place to count them by outcome.
+    let (status, page, choice_cookie) = match cast {
+        // Only a queued ballot marks the new choice.
+        Cast::Queued(option) => (
+            Status::Ok,
+            Cow::Borrowed(app.pages.get(Some(option), Notice::None)),
+            Some(Cow::Borrowed(app.choice_cookie(option))),
+        ),
         // Say "not recorded" only when it is certain; the page keeps
         // showing the choice that is.
-        let (status, notice) = if e.certainly_not_run() {
-            (Status::ServiceUnavailable, NOT_RECORDED)
-        } else {
-            (Status::GatewayTimeout, UNCONFIRMED)
-        };
-        let page = VotePage::new(app, voter.choice.as_deref(), Some(notice.into()));
-        return (status, page);
+        Cast::NotRecorded => (
+            Status::ServiceUnavailable,
+            Cow::Borrowed(app.pages.get(voter.choice, Notice::NotRecorded)),
+            None,
+        ),
+        Cast::Unconfirmed => (
+            Status::GatewayTimeout,
+            Cow::Borrowed(app.pages.get(voter.choice, Notice::Unconfirmed)),
+            None,
+        ),
+        Cast::Refused(refusal) => (
+            refusal.status,
+            Cow::Owned(app.pages.with_notice(voter.choice, &refusal.message)),
+            None,
+        ),
+    };
+    Answer {
+        status,
+        page,
+        cookies: [voter.id_cookie().map(Cow::Owned), choice_cookie],
     }
-    voter.chose(option.id, cookies);
-    (
-        Status::Ok,
-        VotePage::new(app, voter.choice.as_deref(), None),
-    )
+}
+
+/// What became of one `POST /`.
+enum Cast {
+    /// 200: the ballot for this option id is on the queue.
+    Queued(&'static str),
+    /// 400, 413, 415: not a well-formed vote; nothing was sent.
+    Refused(Refusal),
+    /// 503: the ballot never reached Redis, or Redis refused it.
+    NotRecorded,
+    /// 504: the ballot was sent, but Redis did not confirm it in time.
+    Unconfirmed,
+}
+
+async fn cast(
+    app: &App,
+    voter: &Voter<'_>,
+    content_type: Option<&ContentType>,
+    form: Data<'_>,
+) -> Cast {
+    let option = match read_choice(content_type, form, &app.options).await {
+        Ok(option) => option.id,
+        Err(refusal) => return Cast::Refused(refusal),
+    };
+    match app.ballot_box.push(&voter.id, option).await {
+        Ok(()) => Cast::Queued(option),
+        Err(e) => {
+            tracing::debug!("vote from {} not confirmed: {e}", voter.id);
+            if e.certainly_not_run() {
+                Cast::NotRecorded
+            } else {
+                Cast::Unconfirmed
+            }
+        }
+    }
+}
+
+/// The vote page with a status and up to two `Set-Cookie` lines (a new
+/// voter's id, a queued choice), built without copying the page.
+struct Answer<'r> {
+    status: Status,
+    page: Cow<'r, str>,
+    cookies: [Option<Cow<'r, str>>; 2],
+}
+
+impl<'r> Responder<'r, 'r> for Answer<'r> {
+    fn respond_to(self, _: &'r Request<'_>) -> response::Result<'r> {
+        let mut response = Response::build();
+        response.status(self.status).header(ContentType::HTML);
+        for cookie in self.cookies.into_iter().flatten() {
+            response.raw_header_adjoin("Set-Cookie", cookie);
+        }
+        match self.page {
+            Cow::Borrowed(page) => response.sized_body(page.len(), Cursor::new(page)),
+            Cow::Owned(page) => response.sized_body(page.len(), Cursor::new(page)),
+        };
+        response.ok()
+    }
 }
 
 /// Alive: answers while the process serves.

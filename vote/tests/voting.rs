@@ -429,3 +429,65 @@ async fn health_and_readiness() {
     assert_eq!(vote.get("/healthz", None).await.status(), 200);
     assert_eq!(vote.get("/readyz", None).await.status(), 200);
 }
+
+/// The headers Rocket's default Shield sent are still on every answer.
+#[tokio::test]
+async fn every_answer_carries_the_security_headers() {
+    let (_, vote) = started().await;
+    let answers = [
+        vote.get("/", None).await,
+        vote.get("/static/vote.css", None).await,
+        vote.get("/nowhere", None).await,
+        vote.get("/healthz", None).await,
+    ];
+    let voted = vote.vote("a", None).await;
+    let refused = vote.vote("z", None).await;
+    let mut headers: Vec<_> = answers.iter().map(|a| a.headers().clone()).collect();
+    headers.extend([voted.headers, refused.headers]);
+    for headers in headers {
+        for (name, value) in [
+            ("x-frame-options", "SAMEORIGIN"),
+            ("x-content-type-options", "nosniff"),
+            ("permissions-policy", "interest-cohort=()"),
+        ] {
+            assert_eq!(
+                headers.get_all(name).iter().count(),
+                1,
+                "{name}: {headers:?}"
+            );
+            assert_eq!(headers[name], value, "{headers:?}");
+        }
+        assert_eq!(headers["server"], "Rocket", "{headers:?}");
+    }
+}
+
+/// A new voter gets their id with any answer to a vote, but only a queued
+/// vote sets the choice; a known voter gets no new id.
+#[tokio::test]
+async fn cookies_are_set_once_each_and_only_when_due() {
+    let (_, vote) = started().await;
+    let voted = vote.vote("b", None).await;
+    assert_eq!(voted.headers.get_all("set-cookie").iter().count(), 2);
+    assert!(voted.cookie_value("voter_id").is_some());
+    assert_eq!(voted.cookie_value("vote").as_deref(), Some("b"));
+    assert_eq!(voted.headers["content-type"], "text/html; charset=utf-8");
+
+    let refused = vote.vote("z", None).await;
+    assert_eq!(refused.status, 400);
+    assert_eq!(refused.headers.get_all("set-cookie").iter().count(), 1);
+    assert!(refused.cookie_value("voter_id").is_some());
+
+    let known = "voter_id=42ea16b298bc356; vote=b";
+    let again = vote.vote("a", Some(known)).await;
+    assert_eq!(again.status, 200);
+    again.assert_marks("Cats");
+    assert_eq!(again.headers.get_all("set-cookie").iter().count(), 1);
+    assert_eq!(again.cookie_value("vote").as_deref(), Some("a"));
+    let page = page(&vote, Some(known)).await;
+    assert!(
+        page.headers.get("set-cookie").is_none(),
+        "{:?}",
+        page.headers
+    );
+    page.assert_marks("Dogs");
+}
