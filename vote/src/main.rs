@@ -11,7 +11,7 @@ fn main() -> ExitCode {
     // Rocket 0.5 cannot time out a request head that never ends: each such
     // connection holds a file descriptor, so allow as many as the system does.
     ballot::limits::raise_open_files_logged();
-    match rocket::execute(vote::serve(config)) {
+    match vote::run(config) {
         Ok(()) => ExitCode::SUCCESS,
         // Like a bad setting found while parsing: one line, status 2.
         Err(Stopped::Unusable(line)) => {

@@ -229,3 +229,53 @@ fn request(port: u16, method: &str, path: &str) -> String {
     stream.read_to_string(&mut response).unwrap();
     response
 }
+
+/// One thread by default; `ROCKET_WORKERS=2` runs Rocket's multi-thread
+/// runtime instead. Either way votes are queued and SIGTERM ends it with 0.
+#[test]
+fn votes_are_taken_on_one_thread_and_with_rocket_workers_on_several() {
+    for workers in [None, Some("2")] {
+        let url = Redis::shared().fresh_db_url();
+        let port = free_port();
+        let mut command = vote_command(&[], port, &url);
+        if let Some(workers) = workers {
+            command.env("ROCKET_WORKERS", workers);
+        }
+        let mut vote = Running::start(command, port);
+        let threads = std::fs::read_dir(format!("/proc/{}/task", vote.id()))
+            .unwrap()
+            .count();
+        for _ in 0..20 {
+            let response = post_vote(port, "b");
+            assert!(
+                response.starts_with("HTTP/1.1 200"),
+                "{workers:?}: {response}"
+            );
+        }
+        assert_eq!(
+            support::queued_blocking(&url).len(),
+            20,
+            "{workers:?}, {threads} threads"
+        );
+        // SAFETY: plain kill(2) on the child we started and still own.
+        assert_eq!(unsafe { libc::kill(vote.id() as i32, libc::SIGTERM) }, 0);
+        let status = vote.exit_within(Duration::from_secs(10));
+        assert_eq!(status.and_then(|s| s.code()), Some(0), "{workers:?}");
+    }
+}
+
+/// `POST /` with `vote=<option>`; the whole response.
+fn post_vote(port: u16, option: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let body = format!("vote={option}");
+    let request = format!(
+        "POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+}

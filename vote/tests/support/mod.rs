@@ -129,6 +129,18 @@ pub async fn queued(redis_url: &str) -> Vec<String> {
         .unwrap()
 }
 
+/// Every entry on the `votes` list, oldest first, without an async runtime.
+pub fn queued_blocking(redis_url: &str) -> Vec<String> {
+    let client = redis::Client::open(redis_url).unwrap();
+    let mut redis = client.get_connection().unwrap();
+    redis::cmd("LRANGE")
+        .arg(ballot::queue::VOTES)
+        .arg(0)
+        .arg(-1)
+        .query(&mut redis)
+        .unwrap()
+}
+
 /// The real `vote` binary, run by `prefix` (e.g. `faketime -f +30s`) if
 /// given, with only the environment set here: `PORT`, `REDIS_URL` and
 /// `RUST_LOG=warn`. Its stderr is kept for `Running::stderr`.
