@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# Offline checks of the monitoring profile's configuration; needs Debian's
+# `prometheus` package (promtool) and python3-yaml, no Docker:
+#
+#   monitoring/test.sh
+#
+# 1. prometheus.yml and alerts.yml are valid (promtool check).
+# 2. The alert unit tests pass (promtool test rules alerts.test.yml).
+# 3. The tests can fail: for each alert, a copy of alerts.yml in which it can
+#    never fire must fail one of its "fires" tests, and one in which it fires
+#    whenever it should be quiet must fail one of its "stays quiet" tests.
+# 4. Every query of the Grafana dashboard is valid PromQL (with its
+#    variables filled in as e2e does), and every panel has one.
+# 5. The console template renders: a throwaway Prometheus serves
+#    /consoles/voting.html (no data: nothing to scrape here).
+# Whether each dashboard query returns data is checked by e2e/run.sh against
+# the live stack.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+fail() {
+    echo "monitoring/test.sh: FAILED: $*" >&2
+    exit 1
+}
+command -v promtool >/dev/null || fail "promtool is missing (apt-get install prometheus)"
+python3 -c 'import yaml' 2>/dev/null || fail "python3-yaml is missing (apt-get install python3-yaml)"
+
+scratch=$(mktemp -d /tmp/monitoring-test.XXXXXX)
+prometheus_pid=
+cleanup() {
+    if [[ -n $prometheus_pid ]]; then
+        kill "$prometheus_pid" 2>/dev/null || true
+        wait "$prometheus_pid" 2>/dev/null || true
+    fi
+    rm -rf "$scratch"
+}
+trap cleanup EXIT
+
+echo "--- promtool check config / rules"
+promtool check config prometheus/prometheus.yml
+promtool check rules prometheus/alerts.yml
+
+echo "--- promtool test rules"
+promtool test rules prometheus/alerts.test.yml
+
+echo "--- each alert's tests fail when it never fires, and when it always fires"
+python3 - prometheus/alerts.yml "$scratch" <<'EOF'
+import copy, os, sys, yaml
+source, scratch = sys.argv[1], sys.argv[2]
+rules = yaml.safe_load(open(source))
+for g, group in enumerate(rules["groups"]):
+    for r, rule in enumerate(group["rules"]):
+        if "alert" not in rule:
+            continue
+        # never: no result at all; always: unchanged while it fires, an
+        # alert without labels while it would be quiet.
+        for kind, expr in (("never", "vector(1) == 0"), ("always", f"({rule['expr']}) or on () vector(1)")):
+            mutant = copy.deepcopy(rules)
+            mutant["groups"][g]["rules"][r]["expr"] = expr
+            directory = os.path.join(scratch, f"{rule['alert']}-{kind}")
+            os.makedirs(directory)
+            with open(os.path.join(directory, "alerts.yml"), "w") as f:
+                yaml.safe_dump(mutant, f, sort_keys=False)
+EOF
+# The tests are named "<Alert> fires ..." and "<Alert> stays quiet ...".
+for mutant in "$scratch"/*-never "$scratch"/*-always; do
+    name=$(basename "$mutant")
+    alert=${name%-*}
+    case $name in
+        *-never) expect="$alert fires" ;;
+        *) expect="$alert stays quiet" ;;
+    esac
+    cp prometheus/alerts.test.yml "$mutant/"
+    promtool test rules "$mutant/alerts.test.yml" >"$mutant/out" 2>&1 || true
+    grep -q "name: $expect" "$mutant/out" ||
+        fail "no test \"$expect ...\" fails when $alert $( [[ $name == *-never ]] && echo "can never fire" || echo "always fires")"
+    echo "ok: \"$expect\" fails when $alert $( [[ $name == *-never ]] && echo "can never fire" || echo "always fires")"
+done
+
+echo "--- every dashboard query is valid PromQL"
+python3 - grafana/dashboards/voting.json "$scratch/dashboard-rules.yml" <<'EOF'
+import json, sys, yaml
+dashboard = json.load(open(sys.argv[1]))
+records, ids = [], set()
+for panel in dashboard["panels"]:
+    if panel["id"] in ids:
+        sys.exit(f"panel id {panel['id']} is used twice")
+    ids.add(panel["id"])
+    if panel["type"] == "row":
+        continue
+    targets = panel.get("targets") or sys.exit(f"panel {panel['title']!r} has no query")
+    for target in targets:
+        if target.get("datasource", {}).get("uid") != "prometheus":
+            sys.exit(f"panel {panel['title']!r} does not use the provisioned data source")
+        # As e2e fills them in: Grafana's rate interval, and every replica.
+        expr = target["expr"].replace("$__rate_interval", "1m").replace("$replica", ".+")
+        records.append({"record": f"dashboard:panel_{panel['id']}_{target['refId']}", "expr": expr})
+yaml.safe_dump({"groups": [{"name": "dashboard", "rules": records}]}, open(sys.argv[2], "w"))
+print(f"{len(records)} queries in {len(ids)} panels")
+EOF
+promtool check rules "$scratch/dashboard-rules.yml" >/dev/null
+
+echo "--- the console template renders"
+if command -v prometheus >/dev/null; then
+    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    libraries=/usr/share/doc/prometheus/examples/console_libraries
+    [[ -f $libraries/prom.lib ]] || libraries=/usr/share/prometheus/console_libraries
+    prometheus --config.file=prometheus/prometheus.yml --storage.tsdb.path="$scratch/data" \
+        --web.listen-address="127.0.0.1:$port" --web.console.templates=prometheus/consoles \
+        --web.console.libraries="$libraries" >"$scratch/prometheus.log" 2>&1 &
+    prometheus_pid=$!
+    for _ in $(seq 100); do
+        curl -fsS "http://127.0.0.1:$port/-/ready" >/dev/null 2>&1 && break
+        sleep 0.1
+    done
+    status=$(curl -sS -o "$scratch/voting.html" -w '%{http_code}' "http://127.0.0.1:$port/consoles/voting.html") ||
+        fail "Prometheus did not start; its log: $(tail -5 "$scratch/prometheus.log")"
+    [[ $status == 200 ]] || fail "/consoles/voting.html answered $status: $(head -c 500 "$scratch/voting.html")"
+    grep -q 'id="throughput"' "$scratch/voting.html" || fail "/consoles/voting.html lacks its graphs"
+    echo "ok: /consoles/voting.html renders"
+else
+    echo "skipped: no prometheus binary (apt-get install prometheus)"
+fi
+
+echo "monitoring/test.sh: all checks passed"
