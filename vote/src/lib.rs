@@ -32,6 +32,9 @@ pub struct Config {
     #[command(flatten)]
     pub options: OptionArgs,
 
+    #[command(flatten)]
+    pub log: ballot::telemetry::LogArgs,
+
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -54,6 +57,8 @@ pub struct App {
     pages: page::Pages,
     /// The `Set-Cookie` line that remembers each option as the choice.
     choice_cookies: Vec<(&'static str, String)>,
+    /// `vote_ballots_total` by outcome, registered once.
+    outcomes: routes::Outcomes,
 }
 
 impl App {
@@ -72,6 +77,7 @@ impl App {
             ballot_box: Arc::new(ballot_box),
             pages,
             choice_cookies,
+            outcomes: routes::Outcomes::register(),
         }
     }
 
@@ -143,6 +149,7 @@ pub async fn serve(config: Config) -> Result<(), Stopped> {
 }
 
 pub fn rocket(config: Config) -> rocket::Rocket<rocket::Build> {
+    let metrics = ballot::metrics::Metrics::install("vote");
     let app = App::new(
         config.options.options(),
         hostname(),
@@ -159,7 +166,11 @@ pub fn rocket(config: Config) -> rocket::Rocket<rocket::Build> {
     rocket::custom(figment)
         .attach(shield)
         .attach(security_headers)
+        .attach(ballot::metrics::RequestTimer {
+            metric: "vote_http_request_duration_seconds",
+        })
         .manage(app)
+        .manage(metrics)
         .mount("/", routes::routes())
         .register("/", routes::catchers())
         .attach(AdHoc::on_liftoff("REDIS_URL check", |rocket| {

@@ -7,7 +7,8 @@ fn main() -> ExitCode {
     if let Some(Command::Healthcheck) = config.command {
         return ballot::healthcheck::probe(config.port);
     }
-    ballot::telemetry::init();
+    let log_format = config.log.log_format;
+    ballot::telemetry::init_as(log_format);
     // Rocket 0.5 cannot time out a request head that never ends: each such
     // connection holds a file descriptor, so allow as many as the system does.
     ballot::limits::raise_open_files_logged();
@@ -15,11 +16,11 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         // Like a bad setting found while parsing: one line, status 2.
         Err(Stopped::Unusable(line)) => {
-            eprintln!("{line}");
+            ballot::telemetry::fatal(log_format, "vote", &line);
             ExitCode::from(2)
         }
         Err(e @ Stopped::Failed(_)) => {
-            tracing::error!("{e}");
+            ballot::telemetry::fatal(log_format, "vote", &e);
             ExitCode::FAILURE
         }
     }

@@ -7,13 +7,48 @@ use rocket::response::content::RawHtml;
 use rocket::response::{self, Responder};
 use rocket::{catch, catchers, get, post, routes, Catcher, Request, Response, Route, State};
 
+use ::metrics::Counter;
+use ballot::metrics::Metrics;
+
 use crate::form::{read_choice, Refusal};
 use crate::page::Notice;
 use crate::voter::Voter;
 use crate::App;
 
 pub fn routes() -> Vec<Route> {
-    routes![page, vote, healthz, readyz, stylesheet, icon]
+    routes![page, vote, healthz, readyz, stylesheet, icon, metrics]
+}
+
+/// `vote_ballots_total{outcome}`: handles registered once, so counting a
+/// vote is one atomic add.
+pub struct Outcomes {
+    queued: Counter,
+    refused: Counter,
+    unknown: Counter,
+    invalid: Counter,
+}
+
+impl Outcomes {
+    pub fn register() -> Outcomes {
+        ::metrics::describe_counter!(
+            "vote_ballots_total",
+            "Votes by outcome: queued (200), refused (503, certainly not queued), \
+             unknown (504, sent but unconfirmed), invalid (4xx, a bad form)."
+        );
+        let outcome =
+            |name: &'static str| ::metrics::counter!("vote_ballots_total", "outcome" => name);
+        Outcomes {
+            queued: outcome("queued"),
+            refused: outcome("refused"),
+            unknown: outcome("unknown"),
+            invalid: outcome("invalid"),
+        }
+    }
+}
+
+#[get("/metrics")]
+fn metrics(metrics: &State<&'static Metrics>) -> (ContentType, String) {
+    (ballot::metrics::content_type(), metrics.render())
 }
 
 pub fn catchers() -> Vec<Catcher> {
@@ -37,31 +72,44 @@ async fn vote<'r>(
     form: Data<'_>,
 ) -> Answer<'r> {
     let cast = cast(app, &voter, content_type, form).await;
+    let outcomes = &app.outcomes;
     // Every vote ends here, once: the place to count them by outcome.
     let (status, page, choice_cookie) = match cast {
         // Only a queued ballot marks the new choice.
-        Cast::Queued(option) => (
-            Status::Ok,
-            Cow::Borrowed(app.pages.get(Some(option), Notice::None)),
-            Some(Cow::Borrowed(app.choice_cookie(option))),
-        ),
+        Cast::Queued(option) => {
+            outcomes.queued.increment(1);
+            (
+                Status::Ok,
+                Cow::Borrowed(app.pages.get(Some(option), Notice::None)),
+                Some(Cow::Borrowed(app.choice_cookie(option))),
+            )
+        }
         // Say "not recorded" only when it is certain; the page keeps
         // showing the choice that is.
-        Cast::NotRecorded => (
-            Status::ServiceUnavailable,
-            Cow::Borrowed(app.pages.get(voter.choice, Notice::NotRecorded)),
-            None,
-        ),
-        Cast::Unconfirmed => (
-            Status::GatewayTimeout,
-            Cow::Borrowed(app.pages.get(voter.choice, Notice::Unconfirmed)),
-            None,
-        ),
-        Cast::Refused(refusal) => (
-            refusal.status,
-            Cow::Owned(app.pages.with_notice(voter.choice, &refusal.message)),
-            None,
-        ),
+        Cast::NotRecorded => {
+            outcomes.refused.increment(1);
+            (
+                Status::ServiceUnavailable,
+                Cow::Borrowed(app.pages.get(voter.choice, Notice::NotRecorded)),
+                None,
+            )
+        }
+        Cast::Unconfirmed => {
+            outcomes.unknown.increment(1);
+            (
+                Status::GatewayTimeout,
+                Cow::Borrowed(app.pages.get(voter.choice, Notice::Unconfirmed)),
+                None,
+            )
+        }
+        Cast::Refused(refusal) => {
+            outcomes.invalid.increment(1);
+            (
+                refusal.status,
+                Cow::Owned(app.pages.with_notice(voter.choice, &refusal.message)),
+                None,
+            )
+        }
     };
     Answer {
         status,

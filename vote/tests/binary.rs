@@ -117,7 +117,10 @@ fn assert_refused_at_start(redis_url: &str, cause: &str) {
     assert_eq!(status.code(), Some(2), "{redis_url}: {stderr}");
     let lines: Vec<&str> = stderr.lines().collect();
     assert_eq!(lines.len(), 1, "{redis_url}: {stderr}");
-    assert!(lines[0].starts_with("REDIS_URL cannot work: "), "{stderr}");
+    assert!(
+        lines[0].starts_with("vote: REDIS_URL cannot work: "),
+        "{stderr}"
+    );
     assert!(lines[0].contains(cause), "{redis_url}: {stderr}");
     assert!(
         !lines[0].contains("s3cret") && !lines[0].contains("wrong"),
