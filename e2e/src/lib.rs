@@ -1,13 +1,19 @@
 //! The whole-stack checks `e2e/run.sh` makes from outside the containers,
-//! through the published ports, as a browser would.
+//! through the published ports, as a browser would; and, for the checks of
+//! the edge, HAProxy's stats port on the compose network.
 
+mod browser;
+pub mod edge;
+mod slow_clients;
 mod stack;
+mod websocket;
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
-use anyhow::{bail, Context};
+use anyhow::{bail, ensure, Context};
 use ballot::Tally;
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
 pub use stack::Stack;
 
@@ -25,6 +31,14 @@ pub struct Cli {
     pub timeout: Duration,
     #[command(subcommand)]
     pub check: Check,
+}
+
+#[derive(Args, Debug)]
+pub struct StatsUrl {
+    /// The edge's stats port, e.g. http://172.18.0.9:8404 (not published:
+    /// its address on a compose network).
+    #[arg(long = "stats")]
+    pub url: String,
 }
 
 #[derive(Subcommand, Debug)]
@@ -48,6 +62,94 @@ pub enum Check {
         /// Votes expected on top of it, as option=count (repeatable).
         #[arg(long = "plus", value_parser = addition)]
         plus: Vec<(String, i64)>,
+    },
+    /// Print the edge's servers of BACKEND with an address, as JSON.
+    EdgeServers {
+        #[command(flatten)]
+        stats: StatsUrl,
+        #[arg(long, default_value = "vote")]
+        backend: String,
+    },
+    /// Print how many requests the edge has sent to vote replicas so far.
+    Traffic {
+        #[command(flatten)]
+        stats: StatsUrl,
+    },
+    /// Wait until the edge has sent at least ABOVE requests to vote
+    /// replicas (a count printed by `traffic`, plus some): a load has begun.
+    WaitTraffic {
+        #[command(flatten)]
+        stats: StatsUrl,
+        #[arg(long)]
+        above: u64,
+    },
+    /// Wait until exactly this many vote and result replicas are in the
+    /// edge's rotation.
+    InRotation {
+        #[command(flatten)]
+        stats: StatsUrl,
+        #[arg(long)]
+        vote: usize,
+        #[arg(long)]
+        result: usize,
+    },
+    /// Load the vote page REQUESTS times; the "Processed by container ID"
+    /// lines must name exactly the EXPECT hostnames, each at least once.
+    ServedBy {
+        #[arg(long, default_value = "30")]
+        requests: u32,
+        /// A vote replica's hostname (its short container ID); repeatable.
+        #[arg(long, required = true)]
+        expect: Vec<String>,
+    },
+    /// Every vote replica in rotation answered at least MIN_SHARE of the
+    /// 2xx responses since SINCE (printed earlier by `edge-servers`).
+    Shares {
+        #[command(flatten)]
+        stats: StatsUrl,
+        #[arg(long, value_parser = servers)]
+        since: ServerList,
+        #[arg(long, default_value = "0.10")]
+        min_share: f64,
+    },
+    /// Call at the moment the vote replica at IP is stopped: fails unless the
+    /// edge takes it out of rotation, and sends it nothing more, within WITHIN.
+    Drain {
+        #[command(flatten)]
+        stats: StatsUrl,
+        /// The replica's address; repeatable (one per network).
+        #[arg(long = "ip", required = true)]
+        ips: Vec<String>,
+        #[arg(long, default_value = "5", value_parser = seconds)]
+        within: Duration,
+    },
+    /// Hold CONNECTIONS half-open requests to the vote URL; VOTES legitimate
+    /// votes beside them must each be answered within WITHIN_MS, and the edge
+    /// must cut every half-open one within CUT_WITHIN.
+    HalfOpen {
+        #[arg(long, default_value = "1100")]
+        connections: usize,
+        #[arg(long, default_value = "10")]
+        votes: u32,
+        #[arg(long, default_value = "1000")]
+        within_ms: u64,
+        #[arg(long, default_value = "15", value_parser = seconds)]
+        cut_within: Duration,
+    },
+    /// A result websocket through the edge stays open and quiet for IDLE,
+    /// then shows a vote; prints `replica <ip>` and waits for that replica
+    /// to be stopped, then must reconnect and show another vote.
+    WebsocketIdle {
+        #[command(flatten)]
+        stats: StatsUrl,
+        #[arg(long, default_value = "60", value_parser = seconds)]
+        idle: Duration,
+    },
+    /// Headless Chromium: the results page through the edge goes live and
+    /// shows a vote clicked on the vote page, and MORE cast by the form.
+    BrowserLive {
+        #[arg(long, default_value = "9")]
+        more: u32,
     },
 }
 
@@ -74,8 +176,142 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 serde_json::to_string(&expected)?
             );
         }
+        Check::EdgeServers { stats, backend } => {
+            let servers = edge::Stats::new(&stats.url)?.servers(&backend).await?;
+            println!("{}", serde_json::to_string(&servers)?);
+        }
+        Check::Traffic { stats } => {
+            println!("{}", edge::Stats::new(&stats.url)?.sent("vote").await?);
+        }
+        Check::WaitTraffic { stats, above } => {
+            let stats = edge::Stats::new(&stats.url)?;
+            let start = std::time::Instant::now();
+            loop {
+                let sent = stats.sent("vote").await?;
+                if sent >= above {
+                    println!("the edge has sent {sent} requests to vote replicas");
+                    break;
+                }
+                ensure!(
+                    start.elapsed() < cli.timeout,
+                    "after {:?} the edge has sent {sent} requests to vote replicas, not {above}",
+                    cli.timeout
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        Check::InRotation {
+            stats,
+            vote,
+            result,
+        } => {
+            let waited =
+                edge::wait_in_rotation(&edge::Stats::new(&stats.url)?, vote, result, cli.timeout)
+                    .await?;
+            println!("the edge has {vote} vote and {result} result replicas in rotation after {waited:?}");
+        }
+        Check::ServedBy { requests, expect } => {
+            let mut seen = BTreeMap::<String, u32>::new();
+            for _ in 0..requests {
+                *seen.entry(stack.served_by().await?).or_default() += 1;
+            }
+            let counts = seen
+                .iter()
+                .map(|(host, n)| format!("{host} {n}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let mut expected = expect.clone();
+            expected.sort();
+            expected.dedup();
+            ensure!(
+                seen.keys().eq(expected.iter()),
+                "{requests} vote pages were processed by {counts}; expected each of {}",
+                expected.join(", ")
+            );
+            println!("{requests} vote pages through the edge were processed by {counts}");
+        }
+        Check::Shares {
+            stats,
+            since,
+            min_share,
+        } => {
+            let after = edge::Stats::new(&stats.url)?.servers("vote").await?;
+            println!("{}", edge::shares(&since.0, &after, min_share)?);
+        }
+        Check::Drain { stats, ips, within } => {
+            let stats = edge::Stats::new(&stats.url)?;
+            let drained = edge::follow_drain(&stats, "vote", &ips, cli.timeout).await?;
+            println!(
+                "the edge took {} ({}) out of rotation {:.1} s after the stop; it sent it \
+                 {} requests after the stop, the last {:.1} s after",
+                drained.name,
+                drained.ip,
+                drained.out_of_rotation.as_secs_f64(),
+                drained.sent_after_stop,
+                drained.last_sent.as_secs_f64()
+            );
+            ensure!(
+                drained.out_of_rotation <= within && drained.last_sent <= within,
+                "the edge should stop sending to a stopped replica within {within:?}"
+            );
+        }
+        Check::HalfOpen {
+            connections,
+            votes,
+            within_ms,
+            cut_within,
+        } => {
+            let within = Duration::from_millis(within_ms);
+            let report =
+                slow_clients::half_open(&stack, connections, votes, within, cut_within).await?;
+            let slowest = report.votes.iter().max().copied().unwrap_or_default();
+            let first = report.votes.first().copied().unwrap_or_default();
+            println!(
+                "{} half-open connections held; {} votes beside them answered 200, the first in \
+                 {:.1} ms, the slowest in {:.1} ms (limit {within_ms} ms); the edge cut all {} \
+                 within {:.1} s of opening",
+                report.opened,
+                report.votes.len(),
+                first.as_secs_f64() * 1000.0,
+                slowest.as_secs_f64() * 1000.0,
+                report.cut,
+                report.last_cut.as_secs_f64()
+            );
+        }
+        Check::WebsocketIdle { stats, idle } => {
+            let stats = edge::Stats::new(&stats.url)?;
+            let survived =
+                websocket::idle_then_replica_lost(&stack, &stats, idle, cli.timeout).await?;
+            println!(
+                "the websocket closed {:.1} s after replica {} was to stop; a new one through \
+                 the edge gave a tally {:.2} s later and showed the next vote",
+                survived.closed_after.as_secs_f64(),
+                survived.replica,
+                survived.reconnected_after.as_secs_f64()
+            );
+        }
+        Check::BrowserLive { more } => {
+            let report = browser::live_page(&stack, more, cli.timeout).await?;
+            println!(
+                "the results page in Chromium showed {} new votes {:.2} s after the click \
+                 (the vote page was processed by {})",
+                report.votes,
+                report.shown_after.as_secs_f64(),
+                report.voted_on
+            );
+        }
     }
     Ok(())
+}
+
+/// The JSON `edge-servers` prints.
+#[derive(Clone, Debug)]
+pub struct ServerList(pub Vec<edge::Server>);
+
+fn servers(value: &str) -> Result<ServerList, String> {
+    serde_json::from_str(value)
+        .map(ServerList)
+        .map_err(|e| format!("not a list of edge servers: {e}"))
 }
 
 fn seconds(value: &str) -> Result<Duration, String> {

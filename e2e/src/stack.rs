@@ -15,8 +15,8 @@ const CASTING_CONCURRENCY: usize = 8;
 
 pub struct Stack {
     http: reqwest::Client,
-    vote_url: String,
-    result_url: String,
+    pub vote_url: String,
+    pub result_url: String,
 }
 
 impl Stack {
@@ -48,6 +48,20 @@ impl Stack {
             response.status()
         );
         Ok(())
+    }
+
+    /// Loads the vote page; the replica that answered, as its "Processed by
+    /// container ID" line names it.
+    pub async fn served_by(&self) -> anyhow::Result<String> {
+        let url = format!("{}/", self.vote_url);
+        let response = self.http.get(&url).send().await.context(url.clone())?;
+        ensure!(
+            response.status() == reqwest::StatusCode::OK,
+            "GET {url} answered {}",
+            response.status()
+        );
+        let page = response.text().await?;
+        processed_by(&page).with_context(|| format!("GET {url}: no \"Processed by container ID\""))
     }
 
     pub async fn cast(&self, count: u32, option: &str) -> anyhow::Result<()> {
@@ -95,6 +109,10 @@ impl Stack {
         }
     }
 
+    pub fn websocket_url(&self) -> String {
+        format!("{}/ws", self.result_url.replacen("http", "ws", 1))
+    }
+
     /// Opens the result websocket, votes through the vote form, and waits for
     /// a message showing that one more vote; the time from vote to message.
     pub async fn vote_reaches_websocket(
@@ -102,7 +120,7 @@ impl Stack {
         option: &str,
         limit: Duration,
     ) -> anyhow::Result<Duration> {
-        let ws_url = format!("{}/ws", self.result_url.replacen("http", "ws", 1));
+        let ws_url = self.websocket_url();
         let deadline = tokio::time::Instant::now() + limit;
         let (mut socket, _) = timeout_at(deadline, tokio_tungstenite::connect_async(&ws_url))
             .await
@@ -138,5 +156,30 @@ impl Stack {
                 return Ok(cast.elapsed());
             }
         }
+    }
+}
+
+/// The hostname in the vote page's "Processed by container ID <code>...</code>".
+pub fn processed_by(page: &str) -> Option<String> {
+    let (_, rest) = page.split_once("Processed by container ID")?;
+    let (_, rest) = rest.split_once("<code>")?;
+    let (name, _) = rest.split_once("</code>")?;
+    let name = name.trim();
+    (!name.is_empty()).then(|| name.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_page_names_the_replica() {
+        let page = "<footer>Processed by container ID <code>3f2a9c1b7d40</code></footer>";
+        assert_eq!(processed_by(page).as_deref(), Some("3f2a9c1b7d40"));
+        assert_eq!(
+            processed_by("<footer>Processed by container ID <code></code>"),
+            None
+        );
+        assert_eq!(processed_by("<p>hello</p>"), None);
     }
 }
