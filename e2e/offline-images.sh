@@ -9,6 +9,7 @@
 #   rust:1.95-slim-bookworm   that + gcc + the host's Rust toolchain and CA bundle
 #   redis:7-bookworm          that + Debian's redis-server, official-style entrypoint
 #   postgres:15-bookworm      that + Debian's postgresql-15, official-style entrypoint
+#   haproxy:2.6-bookworm      that + Debian's haproxy 2.6, laid out as the official image
 #
 # On a machine with a registry nobody needs this; `docker compose` pulls the real ones.
 set -euo pipefail
@@ -19,6 +20,7 @@ DISTROLESS=gcr.io/distroless/cc-debian12:nonroot
 RUST=rust:1.95-slim-bookworm
 REDIS=redis:7-bookworm
 POSTGRES=postgres:15-bookworm
+HAPROXY=haproxy:2.6-bookworm
 
 say() { printf 'offline-images: %s\n' "$*"; }
 have() { docker image inspect "$1" >/dev/null 2>&1; }
@@ -147,7 +149,7 @@ done
 scratch=$(mktemp -d /var/tmp/offline-images.XXXXXX)
 trap 'rm -rf "$scratch"' EXIT
 
-for image in "$SLIM" "$DISTROLESS" "$RUST" "$REDIS" "$POSTGRES"; do
+for image in "$SLIM" "$DISTROLESS" "$RUST" "$REDIS" "$POSTGRES" "$HAPROXY"; do
     if have "$image"; then
         say "$image exists"
         continue
@@ -159,6 +161,7 @@ for image in "$SLIM" "$DISTROLESS" "$RUST" "$REDIS" "$POSTGRES"; do
         "$RUST") build_rust ;;
         "$REDIS") build_from_dockerfile "$image" redis ;;
         "$POSTGRES") build_from_dockerfile "$image" postgres ;;
+        "$HAPROXY") build_from_dockerfile "$image" haproxy ;;
     esac
     say "$image built in $((SECONDS - start))s"
 done
