@@ -205,7 +205,13 @@ class Project:
             build = entry["build"]
             if not build:
                 continue
+            if not (ROOT / build["dockerfile"]).is_file():
+                self.problems.append(f"docker-compose.yml: service {service} builds from {build['dockerfile']}, which does not exist")
+                continue
             stages, by_name = dockerfile_stages(ROOT / build["dockerfile"])
+            if build["target"] and build["target"] not in by_name:
+                self.problems.append(f"docker-compose.yml: service {service} builds target {build['target']}, no stage of {build['dockerfile']}")
+                continue
             stage = by_name[build["target"]] if build["target"] else stages[-1]
             binary = (stage.entrypoint or [None])[0]
             if binary not in workspace_binaries:
