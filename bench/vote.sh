@@ -12,6 +12,10 @@
 #   DURATION=30s CONNECTIONS=128 bench/vote.sh
 #   bench/vote.sh /path/to/old/vote    # also that binary, in the same run
 #
+# The current vote is measured twice: as is, and while /metrics is scraped
+# every SCRAPE_EVERY (default 1 s, far more often than Prometheus would),
+# to show what metrics cost the hot path.
+#
 # Binaries come from $CARGO_TARGET_DIR (or target/). Each server gets WARMUP
 # of load first (not counted). Needs: cargo, redis-server, redis-cli, wrk,
 # python3. Everything runs on 127.0.0.1; a server that dies stops the run.
@@ -23,8 +27,9 @@ DURATION=${DURATION:-10s}
 WARMUP=${WARMUP:-1s}
 CONNECTIONS=${CONNECTIONS:-64}
 THREADS=${THREADS:-2}
+SCRAPE_EVERY=${SCRAPE_EVERY:-1}
 
-for tool in redis-server redis-cli wrk python3; do
+for tool in redis-server redis-cli wrk python3 curl; do
 	command -v "$tool" >/dev/null || {
 		echo "bench: $tool not found (apt install ${tool%-*})" >&2
 		exit 1
@@ -34,7 +39,6 @@ done
 cargo build --release --quiet -p vote --bin vote
 cargo build --release --quiet -p seed --example trivial_server
 BIN=$(release_dir)
-VOTE_BINS=("$BIN/vote" "$@")
 
 init_servers vote
 start_redis
@@ -98,16 +102,31 @@ echo "$(nproc) cores; wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency, POST 
 measure trivial_server "$trivial_pid" "$trivial_port"
 stop_service "$trivial_pid" || true
 
-for vote_bin in "${VOTE_BINS[@]}"; do
-	name=vote
-	[ "$vote_bin" = "$BIN/vote" ] || name=$(basename "$vote_bin")
+# Scrapes /metrics on PORT every SCRAPE_EVERY seconds until killed.
+scrape() { # scrape PORT
+	while sleep "$SCRAPE_EVERY"; do
+		curl -sf -o /dev/null "http://127.0.0.1:$1/metrics" || echo "bench: a scrape failed" >&2
+	done
+}
+
+# One run each: name|binary|scrape (empty: no scraping).
+RUNS=("vote|$BIN/vote|" "vote, scraped|$BIN/vote|scrape")
+for extra in "$@"; do RUNS+=("$(basename "$extra")|$extra|"); done
+for run in "${RUNS[@]}"; do
+	IFS='|' read -r name vote_bin scraping <<<"$run"
 	redis_cli del votes >/dev/null
 	port=$(free_port)
-	start_service "$name" "$TMP/$name.log" \
+	start_service "$name" "$TMP/${name//[^a-z]/}.log" \
 		env PORT="$port" REDIS_URL="$REDIS_URL" RUST_LOG=warn "$vote_bin"
 	pid=$STARTED_PID
 	wait_for "$name" env PORT="$port" "$vote_bin" healthcheck
+	scraper=
+	if [ -n "$scraping" ]; then
+		scrape "$port" &
+		scraper=$!
+	fi
 	measure "$name" "$pid" "$port"
+	if [ -n "$scraper" ]; then kill "$scraper"; fi
 	echo "$name: $(redis_cli llen votes) ballots queued" >&2
 	stop_service "$pid"
 done
