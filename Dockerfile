@@ -1,6 +1,9 @@
-# Build context: the repository root (the workspace and Cargo.lock).
-# The build stages are the same text in every service's Dockerfile, so the
-# four images share one cached build; only the last stage differs.
+# One Dockerfile for the workspace, one final stage per service:
+#   docker build --target vote .      (or result, worker, seed)
+# docker-compose.yml builds each with `build: {context: ., target: ...}`.
+# The build stages are shared, so the four images come from one cached cargo
+# build; only the last stage of each differs. Build context: the repository
+# root (the workspace and Cargo.lock; see .dockerignore).
 
 # The workspace reduced to its manifests, with `fn main() {}` standing in for
 # every library, binary and build script, so the dependency layer below is
@@ -38,10 +41,31 @@ RUN find . -path ./target -prune -o -name '*.rs' -exec touch {} + \
 
 # Debian 12's glibc and libgcc, a nonroot user, no shell or package manager:
 # about 20 MB under the binary (debian:bookworm-slim alone is 75 MB).
-FROM gcr.io/distroless/cc-debian12:nonroot
-COPY --from=build /src/target/release/result /usr/local/bin/result
+FROM gcr.io/distroless/cc-debian12:nonroot AS runtime
 USER 65532:65532
+
+FROM runtime AS vote
+COPY --from=build /src/target/release/vote /usr/local/bin/vote
+ENV PORT=5000
+EXPOSE 5000
+HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 CMD ["vote", "healthcheck"]
+ENTRYPOINT ["vote"]
+
+FROM runtime AS result
+COPY --from=build /src/target/release/result /usr/local/bin/result
 ENV PORT=5001
 EXPOSE 5001
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 CMD ["result", "healthcheck"]
 ENTRYPOINT ["result"]
+
+FROM runtime AS worker
+COPY --from=build /src/target/release/worker /usr/local/bin/worker
+ENV PORT=5002
+EXPOSE 5002
+HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 CMD ["worker", "healthcheck"]
+ENTRYPOINT ["worker"]
+
+# The load tool (compose profile `seed`); also the default target.
+FROM runtime AS seed
+COPY --from=build /src/target/release/seed /usr/local/bin/seed
+ENTRYPOINT ["seed"]
