@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds, from Debian packages, every base image the Dockerfiles and
+# Builds, from Debian packages, every base image the Dockerfile and
 # docker-compose.yml name, and tags each with the name the real registry uses,
 # so they run unchanged on a machine that cannot pull. Skips images that exist.
 #

@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# The whole-stack test: the real Dockerfiles and docker-compose.yml, driven
-# from the host through the published ports. Works on a fresh Debian machine
-# as root (installs and starts the engine, builds the base images locally).
+# The whole-stack test: the real Dockerfile and docker-compose.yml, driven
+# from the host through the edge's published ports, with several vote and
+# result replicas behind it. Works on a fresh Debian machine as root
+# (installs and starts the engine, builds the base images locally).
 # Always takes the stack down, volumes included, at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 export COMPOSE_PROJECT_NAME=${COMPOSE_PROJECT_NAME:-voting-e2e}
+VOTE_REPLICAS=3
+RESULT_REPLICAS=2
 # Patient enough for a cold start on two cores, bounded so a hang fails.
 HEALTHY_WITHIN=300
 CONVERGE_WITHIN=180
@@ -22,7 +25,7 @@ phase() {
 }
 end_phase() {
     if [[ -n $phase_name ]]; then
-        timings+=("$(printf '%-44s %5ss' "$phase_name" $((SECONDS - phase_start)))")
+        timings+=("$(printf '%-58s %5ss' "$phase_name" $((SECONDS - phase_start)))")
     fi
     phase_name=
 }
@@ -32,12 +35,18 @@ fail() {
 }
 
 phase "engine"
-if ! command -v docker >/dev/null || ! command -v debootstrap >/dev/null ||
-    ! { command -v docker-compose >/dev/null || docker compose version >/dev/null 2>&1; }; then
-    [[ $(id -u) == 0 ]] || fail "docker, docker-compose and debootstrap are needed (run as root to install them)"
+need=()
+command -v docker >/dev/null || need+=(docker.io)
+command -v debootstrap >/dev/null || need+=(debootstrap)
+command -v docker-compose >/dev/null || docker compose version >/dev/null 2>&1 || need+=(docker-compose)
+# The browser check drives the results page in headless Chromium.
+command -v chromium >/dev/null || need+=(chromium)
+command -v chromedriver >/dev/null || need+=(chromium-driver)
+if ((${#need[@]})); then
+    [[ $(id -u) == 0 ]] || fail "${need[*]} needed (run as root to install them)"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
-    apt-get install -y -qq docker.io docker-compose debootstrap >/dev/null
+    apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 if ! docker info >/dev/null 2>&1; then
     echo "starting dockerd (log: /var/log/dockerd-e2e.log)"
@@ -55,8 +64,13 @@ else
 fi
 compose() { "${COMPOSE[@]}" --profile seed "$@"; }
 echo "using: ${COMPOSE[*]} ($("${COMPOSE[@]}" version --short 2>/dev/null || true))"
+# 1,100 half-open connections need as many file descriptors here.
+hard=$(ulimit -Hn)
+if [[ $hard == unlimited ]] || ((hard > 65536)); then hard=65536; fi
+ulimit -Sn "$hard"
 
 seed_run=
+background=()
 cleanup() {
     status=$?
     end_phase
@@ -65,6 +79,7 @@ cleanup() {
         compose logs --no-color --tail=40 2>&1 || true
     fi
     printf '\n=== e2e: down -v\n'
+    for pid in "${background[@]}"; do kill "$pid" 2>/dev/null || true; done
     if [[ -n $seed_run ]]; then docker rm -f "$seed_run" >/dev/null 2>&1 || true; fi
     compose down -v --remove-orphans >/dev/null 2>&1 || true
     printf '\n=== e2e: time per phase\n'
@@ -79,49 +94,96 @@ e2e/offline-images.sh
 
 phase "check tool (cargo build -p e2e)"
 cargo build -q -p e2e
-check() { cargo run -q -p e2e -- --timeout "$CONVERGE_WITHIN" "$@"; }
+E2E=${CARGO_TARGET_DIR:-$PWD/target}/debug/e2e
+check() { "$E2E" --timeout "$CONVERGE_WITHIN" "$@"; }
 
 phase "service images (compose build)"
 compose build
 
-phase "up -d --build, wait until healthy"
+phase "up: $VOTE_REPLICAS vote and $RESULT_REPLICAS result replicas behind the edge"
 compose down -v --remove-orphans >/dev/null 2>&1 || true
-compose up -d --build vote result worker redis db
-container() { compose ps -q "$1"; }
+compose up -d --scale vote=$VOTE_REPLICAS --scale result=$RESULT_REPLICAS \
+    edge vote result worker redis db
+containers() { compose ps -q "$1"; }
+container() { containers "$1" | head -n1; }
 state() {
-    docker inspect -f '{{if .State.Health}}{{.State.Health.Status}}{{else}}{{.State.Status}}{{end}}' "$(container "$1")"
+    docker inspect -f '{{if .State.Health}}{{.State.Health.Status}}{{else}}{{.State.Status}}{{end}}' "$1"
 }
 wait_healthy() {
-    local deadline=$((SECONDS + HEALTHY_WITHIN)) service
+    local deadline=$((SECONDS + HEALTHY_WITHIN)) service id
     for service in "$@"; do
-        until [[ $(state "$service") =~ ^(healthy|running)$ ]]; do
-            ((SECONDS < deadline)) || fail "$service is $(state "$service") after ${HEALTHY_WITHIN}s"
-            sleep 1
+        for id in $(containers "$service"); do
+            until [[ $(state "$id") =~ ^(healthy|running)$ ]]; do
+                ((SECONDS < deadline)) || fail "$service ($id) is $(state "$id") after ${HEALTHY_WITHIN}s"
+                sleep 1
+            done
         done
     done
     echo "healthy: $*"
 }
-wait_healthy db redis vote result worker
+wait_healthy db redis vote result worker edge
+# A container's address on one of the stack's networks.
+address() {
+    docker inspect -f "{{with index .NetworkSettings.Networks \"${COMPOSE_PROJECT_NAME}_$2\"}}{{.IPAddress}}{{end}}" "$1"
+}
+addresses() { docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}' "$1"; }
+# The stats port is not published: the host reaches it on the back tier.
+STATS=http://$(address "$(container edge)" back-tier):8404
+echo "edge stats: $STATS/stats"
+in_rotation() { check in-rotation --stats "$STATS" --vote "$1" --result "$2"; }
+in_rotation $VOTE_REPLICAS $RESULT_REPLICAS
+[[ $(containers vote | wc -l) == "$VOTE_REPLICAS" ]] || fail "expected $VOTE_REPLICAS vote containers"
+published=$(docker ps --filter "label=com.docker.compose.project=$COMPOSE_PROJECT_NAME" \
+    --format '{{.Label "com.docker.compose.service"}} {{.Ports}}' | grep -- '->' | cut -d' ' -f1 | sort -u | xargs)
+[[ $published == edge ]] || fail "only the edge should publish ports; these do: $published"
 
-phase "a vote reaches the websocket"
+phase "a vote reaches the websocket (through the edge)"
 check vote-reaches-websocket
 
-phase "seed profile with --verify"
+phase "each vote replica answers through the edge"
+expect=()
+for id in $(containers vote); do expect+=(--expect "$(docker inspect -f '{{.Config.Hostname}}' "$id")"); done
+check served-by --requests 30 "${expect[@]}"
+
+phase "seed profile (3,000 ballots) with --verify, shares"
 before=$(check tally)
-compose run --rm seed
+servers_before=$(check edge-servers --stats "$STATS" --backend vote)
+compose run --rm --no-deps seed
 check wait-tally --since "$before" --plus a=2000 --plus b=1000
+check shares --stats "$STATS" --since "$servers_before" --min-share 0.10
+
+phase "results page in Chromium, live through the edge"
+check browser-live --more 9
 
 redis_cli() { compose exec -T redis redis-cli "$@" | tr -d '\r'; }
 queued() { redis_cli llen votes; }
+psql_db() { compose exec -T db psql -q -v ON_ERROR_STOP=1 -U "${POSTGRES_USER:-postgres}" -d "${POSTGRES_DB:-postgres}" "$@"; }
+# Starts a bounded seed run in the background (its container's id in
+# $seed_run), through the edge, verifying against the tally; returns once
+# the edge has passed on its first $1 ballots.
+seed_in_background() {
+    local first=$1 sent
+    shift
+    sent=$(check traffic --stats "$STATS")
+    seed_run=$(compose run -d --no-deps seed --verify=http://edge:5001 \
+        --timeout="${CONVERGE_WITHIN}s" "$@" http://edge:5000/)
+    check wait-traffic --stats "$STATS" --above $((sent + first)) >/dev/null
+    [[ $(docker inspect -f '{{.State.Status}}' "$seed_run") == running ]] ||
+        fail "the seed run ended before the step it loads"
+}
+# Waits for it; its output in $seed_out, its exit status in $seed_status.
+seed_finish() {
+    seed_status=$(timeout $((CONVERGE_WITHIN + 120)) docker wait "$seed_run") ||
+        fail "the seed run did not end"
+    seed_out=$(docker logs "$seed_run" 2>&1)
+    docker rm -f "$seed_run" >/dev/null
+    seed_run=
+    printf '%s\n' "$seed_out" | grep -E '^(target|requests|failures|unknown|votes|throughput|latency|consistent|seed:)' || true
+}
 
-phase "tiers, and kill -9 the worker under load"
+phase "tiers; kill -9 the worker with a batch in flight"
 before=$(check tally)
-# Slow enough to still be running while the tiers are read and the worker dies.
-seed_run=$(compose run -d seed --votes=3000 --split=2:1 --concurrency=20 --rate=300 \
-    --verify=http://result:5001 --timeout="${CONVERGE_WITHIN}s" http://vote:5000/)
-sleep 3
-[[ $(docker inspect -f '{{.State.Status}}' "$seed_run") == running ]] ||
-    fail "the seed run ended before the tiers could be read"
+seed_in_background 1000 --votes=6000 --split=2:1 --concurrency=20 --rate=600
 members() {
     docker network inspect -f '{{range .Containers}}{{.Name}} {{end}}' "${COMPOSE_PROJECT_NAME}_$1" |
         tr ' ' '\n' | sed -nE "s/^${COMPOSE_PROJECT_NAME}[-_]([a-z]+)[-_].*/\1/p" | sort -u | xargs
@@ -130,19 +192,105 @@ front=$(members front-tier)
 back=$(members back-tier)
 echo "front-tier: $front"
 echo "back-tier:  $back"
-[[ $front == "result seed vote" ]] || fail "front-tier should hold result seed vote"
-[[ $back == "db redis result vote worker" ]] || fail "back-tier should hold db redis result vote worker"
-docker kill "$(container worker)" >/dev/null
-echo "worker killed with $(queued) ballots queued"
-sleep 5
-docker start "$(container worker)" >/dev/null
+[[ $front == "edge result seed vote" ]] || fail "front-tier should hold edge result seed vote"
+[[ $back == "db edge redis result vote worker" ]] || fail "back-tier should hold db edge redis result vote worker"
+# A batch in flight: taken from the queue, not yet committed. A lock on the
+# votes table holds the worker's commit for 2 s while ballots pile up; the
+# lock is let go and at once taken again, so the worker commits that batch,
+# takes a full one from the pile, and its commit waits again: the worker is
+# killed with that batch in flight.
+processing_lists() { redis_cli --scan --pattern 'votes:processing:*' | xargs; }
+in_flight() {
+    local list count=0
+    for list in $(processing_lists); do count=$((count + $(redis_cli llen "$list"))); done
+    echo "$count"
+}
+worker=$(container worker)
+psql_db -c "BEGIN; LOCK TABLE votes IN EXCLUSIVE MODE; SELECT pg_sleep(2); COMMIT;
+    BEGIN; LOCK TABLE votes IN EXCLUSIVE MODE; SELECT pg_sleep(8); COMMIT;" >/dev/null &
+lock_pid=$!
+background+=("$lock_pid")
+deadline=$((SECONDS + 8))
+until (($(in_flight) >= 100)); do
+    ((SECONDS < deadline)) || fail "no batch of 100 or more in flight within 8 s ($(in_flight) taken)"
+    sleep 0.1
+done
+# The take may still be filling the batch; its commit waits for the lock.
+sleep 0.3
+docker kill "$worker" >/dev/null
+lists=$(processing_lists)
+echo "worker killed (SIGKILL) with $(in_flight) ballots in flight ($lists) and $(queued) queued"
+wait "$lock_pid" || fail "the lock on votes could not be taken"
+sleep 1
+docker start "$worker" >/dev/null
 echo "worker restarted"
-seed_status=$(docker wait "$seed_run")
-docker logs --tail=15 "$seed_run"
+seed_finish
 ((seed_status == 0)) || fail "seed --verify exited $seed_status after the worker was killed"
-check wait-tally --since "$before" --plus a=2000 --plus b=1000
+check wait-tally --since "$before" --plus a=4000 --plus b=2000
+# The restarted worker hands the dead one's batch back once its heartbeat
+# has expired (HEARTBEAT_TTL, 10 s; up to about twice that); counted again,
+# it must change nothing.
+deadline=$((SECONDS + 60))
+until [[ $(redis_cli exists $lists) == 0 ]]; do
+    ((SECONDS < deadline)) || fail "the killed worker's batch ($lists) was not handed back within 60 s"
+    sleep 1
+done
+echo "the killed worker's batch was handed back $((60 - deadline + SECONDS))s after the tally was exact"
+check wait-tally --since "$before" --plus a=4000 --plus b=2000
 
-phase "restart Redis with ballots queued"
+phase "stop a vote replica under load"
+before=$(check tally)
+seed_in_background 2000 --votes=8000 --split=1:1 --concurrency=20 --rate=800
+victim=$(container vote)
+ips=()
+for ip in $(addresses "$victim"); do ips+=(--ip "$ip"); done
+slot=$(check server-name --stats "$STATS" "${ips[@]}")
+docker stop "$victim" >/dev/null &
+stop_pid=$!
+background+=("$stop_pid")
+check drain --stats "$STATS" --name "$slot" --within 5
+wait "$stop_pid"
+seed_finish
+consistent=$(printf '%s\n' "$seed_out" | grep '^consistent' || true)
+[[ -n $consistent ]] || fail "seed --verify did not find every accepted ballot counted"
+requests=$(printf '%s\n' "$seed_out" | sed -n 's/^requests *//p')
+failed=$(printf '%s\n' "$requests" | grep -oE '[0-9]+ failed' | cut -d' ' -f1 || true)
+unknown=$(printf '%s\n' "$requests" | grep -oE '[0-9]+ unknown' | cut -d' ' -f1 || true)
+echo "while the replica drained: ${failed:-0} failed, ${unknown:-0} unknown outcome ($requests)"
+((${failed:-0} + ${unknown:-0} <= 40)) || fail "more than 40 requests (0.5%) failed while a replica drained"
+docker start "$victim" >/dev/null
+in_rotation $VOTE_REPLICAS $RESULT_REPLICAS
+
+phase "1,100 half-open connections at :5000"
+before=$(check tally)
+check half-open --connections 1100 --votes 10 --within-ms 1000 --cut-within 15
+check wait-tally --since "$before" --plus a=10
+
+phase "a websocket idle for 60 s, then its result replica stops"
+ws_out=$(mktemp)
+check websocket-idle --stats "$STATS" --idle 60 >"$ws_out" 2>&1 &
+ws_pid=$!
+background+=("$ws_pid")
+deadline=$((SECONDS + 120))
+until grep -q '^replica ' "$ws_out"; do
+    kill -0 "$ws_pid" 2>/dev/null || { cat "$ws_out"; fail "the websocket check ended early"; }
+    ((SECONDS < deadline)) || { cat "$ws_out"; fail "the websocket check never named its replica"; }
+    sleep 1
+done
+ip=$(sed -n 's/^replica //p' "$ws_out")
+victim=
+for id in $(containers result); do
+    if [[ " $(addresses "$id") " == *" $ip "* ]]; then victim=$id; fi
+done
+[[ -n $victim ]] || fail "no result replica has address $ip"
+docker stop "$victim" >/dev/null
+wait "$ws_pid" || { cat "$ws_out"; fail "the websocket did not survive"; }
+cat "$ws_out"
+rm -f "$ws_out"
+docker start "$victim" >/dev/null
+in_rotation $VOTE_REPLICAS $RESULT_REPLICAS
+
+phase "restart Redis with ballots queued, then under load"
 compose stop worker
 before=$(check tally)
 check cast --count=500 --option=b
@@ -153,17 +301,26 @@ wait_healthy redis
 echo "500 queued ballots survived the Redis restart"
 compose start worker
 check wait-tally --since "$before" --plus b=500
+# Under load: Redis restarts while ballots stream in. Ballots refused
+# (503: vote, or the edge with no ready replica) or unconfirmed (504) are
+# counted by seed; every ballot that got a 200 must be counted.
+in_rotation $VOTE_REPLICAS $RESULT_REPLICAS
+seed_in_background 1000 --votes=4000 --split=1:1 --concurrency=10 --rate=400
+compose restart redis
+wait_healthy redis
+seed_finish
+printf '%s\n' "$seed_out" | grep -q '^consistent' ||
+    fail "after a Redis restart under load, seed --verify did not find every accepted ballot"
 [[ $(queued) == 0 ]] || fail "$(queued) ballots still queued"
 [[ $(redis_cli llen votes:dead) == 0 ]] || fail "valid ballots were dead-lettered"
 
-phase "graceful stop (SIGTERM)"
-services=(vote result worker redis db)
-ids=()
-for service in "${services[@]}"; do ids+=("$(container "$service")"); done
+phase "graceful stop (each service's stop signal)"
+ids=$(compose ps -q)
 compose stop
-for i in "${!services[@]}"; do
-    code=$(docker inspect -f '{{.State.ExitCode}}' "${ids[$i]}")
-    [[ $code == 0 ]] || fail "${services[$i]} exited $code on SIGTERM"
+for id in $ids; do
+    code=$(docker inspect -f '{{.State.ExitCode}}' "$id")
+    name=$(docker inspect -f '{{.Name}}' "$id")
+    [[ $code == 0 ]] || fail "${name#/} exited $code on its stop signal"
 done
-echo "every service exited 0 on SIGTERM"
+echo "every container ($(echo "$ids" | wc -l)) exited 0 on its stop signal"
 end_phase

@@ -241,27 +241,38 @@ pub struct Drained {
     pub ip: String,
 }
 
-/// Follows the server slot holding one of `ips` (a replica's addresses) in
-/// `backend` until it is out of rotation and has been sent nothing for 3 s
-/// (or `limit` passes).
-pub async fn follow_drain(
-    stats: &Stats,
-    backend: &str,
-    ips: &[String],
-    limit: Duration,
-) -> anyhow::Result<Drained> {
-    let start = Instant::now();
+/// The server slot of `backend` holding one of `ips` (a replica's
+/// addresses, one per network).
+pub async fn slot_of(stats: &Stats, backend: &str, ips: &[String]) -> anyhow::Result<Server> {
     let servers = stats.servers(backend).await?;
-    let server = servers
+    servers
         .iter()
         .find(|s| ips.iter().any(|ip| s.ip() == ip))
+        .cloned()
         .with_context(|| {
             format!(
                 "no {backend} server at {}: {}",
                 ips.join(" or "),
                 describe(&servers)
             )
-        })?;
+        })
+}
+
+/// Follows the server slot `name` of `backend` (its replica being stopped
+/// as this starts) until it is out of rotation and has been sent nothing for
+/// 3 s (or `limit` passes).
+pub async fn follow_drain(
+    stats: &Stats,
+    backend: &str,
+    name: &str,
+    limit: Duration,
+) -> anyhow::Result<Drained> {
+    let start = Instant::now();
+    let servers = stats.all_servers(backend).await?;
+    let server = servers
+        .iter()
+        .find(|s| s.name == name)
+        .with_context(|| format!("the edge has no server {name} in {backend}"))?;
     let (name, first_sent, ip) = (server.name.clone(), server.sent, server.ip().to_string());
     let (mut sent, mut last_sent) = (first_sent, Duration::ZERO);
     let mut out_of_rotation = None;
@@ -272,6 +283,9 @@ pub async fn follow_drain(
         // A slot whose replica left the DNS answer is in maintenance and
         // keeps its counters.
         let (up, slot_sent) = slot.map_or((false, sent), |s| (s.is_up() && s.ip() == ip, s.sent));
+        if ip.is_empty() {
+            bail!("{name} had no address when its replica stopped: look it up before the stop");
+        }
         if slot_sent > sent {
             sent = slot_sent;
             last_sent = now;

@@ -112,14 +112,23 @@ pub enum Check {
         #[arg(long, default_value = "0.10")]
         min_share: f64,
     },
-    /// Call at the moment the vote replica at IP is stopped: fails unless the
-    /// edge takes it out of rotation, and sends it nothing more, within WITHIN.
-    Drain {
+    /// Print the name of the edge's vote server slot that holds the replica
+    /// at IP (for `drain`).
+    ServerName {
         #[command(flatten)]
         stats: StatsUrl,
         /// The replica's address; repeatable (one per network).
         #[arg(long = "ip", required = true)]
         ips: Vec<String>,
+    },
+    /// Call at the moment the vote replica in the edge's server slot NAME is
+    /// stopped: fails unless the edge takes it out of rotation, and sends it
+    /// nothing more, within WITHIN.
+    Drain {
+        #[command(flatten)]
+        stats: StatsUrl,
+        #[arg(long)]
+        name: String,
         #[arg(long, default_value = "5", value_parser = seconds)]
         within: Duration,
     },
@@ -238,9 +247,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let after = edge::Stats::new(&stats.url)?.servers("vote").await?;
             println!("{}", edge::shares(&since.0, &after, min_share)?);
         }
-        Check::Drain { stats, ips, within } => {
+        Check::ServerName { stats, ips } => {
             let stats = edge::Stats::new(&stats.url)?;
-            let drained = edge::follow_drain(&stats, "vote", &ips, cli.timeout).await?;
+            println!("{}", edge::slot_of(&stats, "vote", &ips).await?.name);
+        }
+        Check::Drain {
+            stats,
+            name,
+            within,
+        } => {
+            let stats = edge::Stats::new(&stats.url)?;
+            let drained = edge::follow_drain(&stats, "vote", &name, cli.timeout).await?;
             println!(
                 "the edge took {} ({}) out of rotation {:.1} s after the stop; it sent it \
                  {} requests after the stop, the last {:.1} s after",
