@@ -10,6 +10,13 @@
 #   redis:7-bookworm          that + Debian's redis-server, official-style entrypoint
 #   postgres:15-bookworm      that + Debian's postgresql-15, official-style entrypoint
 #   haproxy:2.6-bookworm      that + Debian's haproxy 2.6, laid out as the official image
+#   prom/prometheus:v2.42.0   Debian's prometheus 2.42 on the distroless base, laid out as
+#                             the official image (console libraries and classic UI kept)
+#   oliver006/redis_exporter:v1.45.0
+#   quay.io/prometheuscommunity/postgres-exporter:v0.11.1
+#                             Debian's prometheus-redis-exporter and -postgres-exporter
+#                             on the distroless base, as the official images
+#                             (compose profile monitoring)
 #
 # On a machine with a registry nobody needs this; `docker compose` pulls the real ones.
 set -euo pipefail
@@ -21,6 +28,9 @@ RUST=rust:1.95-slim-bookworm
 REDIS=redis:7-bookworm
 POSTGRES=postgres:15-bookworm
 HAPROXY=haproxy:2.6-bookworm
+PROMETHEUS=prom/prometheus:v2.42.0
+REDIS_EXPORTER=oliver006/redis_exporter:v1.45.0
+POSTGRES_EXPORTER=quay.io/prometheuscommunity/postgres-exporter:v0.11.1
 
 say() { printf 'offline-images: %s\n' "$*"; }
 have() { docker image inspect "$1" >/dev/null 2>&1; }
@@ -140,6 +150,13 @@ build_from_dockerfile() {
     docker build -q -t "$1" "${proxy_args[@]}" "$2" >/dev/null
 }
 
+# A multi-stage build whose first stage installs the Debian package: that
+# stage's image (labelled so, and left untagged) is removed afterwards.
+build_multi_stage() {
+    build_from_dockerfile "$1" "$2"
+    docker image prune -f --filter label=voting-app.offline-images=package-stage >/dev/null
+}
+
 # apt inside the builds goes through the host's proxy, if it has one.
 proxy_args=()
 for name in HTTP_PROXY HTTPS_PROXY NO_PROXY http_proxy https_proxy no_proxy; do
@@ -149,7 +166,8 @@ done
 scratch=$(mktemp -d /var/tmp/offline-images.XXXXXX)
 trap 'rm -rf "$scratch"' EXIT
 
-for image in "$SLIM" "$DISTROLESS" "$RUST" "$REDIS" "$POSTGRES" "$HAPROXY"; do
+for image in "$SLIM" "$DISTROLESS" "$RUST" "$REDIS" "$POSTGRES" "$HAPROXY" \
+    "$PROMETHEUS" "$REDIS_EXPORTER" "$POSTGRES_EXPORTER"; do
     if have "$image"; then
         say "$image exists"
         continue
@@ -162,6 +180,9 @@ for image in "$SLIM" "$DISTROLESS" "$RUST" "$REDIS" "$POSTGRES" "$HAPROXY"; do
         "$REDIS") build_from_dockerfile "$image" redis ;;
         "$POSTGRES") build_from_dockerfile "$image" postgres ;;
         "$HAPROXY") build_from_dockerfile "$image" haproxy ;;
+        "$PROMETHEUS") build_multi_stage "$image" prometheus ;;
+        "$REDIS_EXPORTER") build_multi_stage "$image" redis-exporter ;;
+        "$POSTGRES_EXPORTER") build_multi_stage "$image" postgres-exporter ;;
     esac
     say "$image built in $((SECONDS - start))s"
 done
