@@ -6,6 +6,13 @@ use std::net::TcpStream;
 use std::process::ExitCode;
 use std::time::Duration;
 
+/// The subcommand every service has: `<service> healthcheck`.
+#[derive(clap::Subcommand, Clone, Debug)]
+pub enum Command {
+    /// Exit 0 if the service on PORT answers /healthz (for container healthchecks).
+    Healthcheck,
+}
+
 pub fn probe(port: u16) -> ExitCode {
     match get_status(port, "/healthz") {
         Ok(200) => ExitCode::SUCCESS,

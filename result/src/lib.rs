@@ -10,7 +10,9 @@ use ballot::config::DatabaseArgs;
 use ballot::options::OptionArgs;
 use std::sync::{Arc, OnceLock};
 
-use clap::{Parser, Subcommand};
+use clap::Parser;
+
+pub use ballot::healthcheck::Command;
 use rocket::fairing::AdHoc;
 use tokio::sync::watch;
 
@@ -31,12 +33,6 @@ pub struct Config {
     pub options: OptionArgs,
     #[command(flatten)]
     pub log: ballot::telemetry::LogArgs,
-}
-
-#[derive(Subcommand, Clone, Debug)]
-pub enum Command {
-    /// Exit 0 if the service on PORT answers /healthz (for container healthchecks).
-    Healthcheck,
 }
 
 /// The service, ready to launch on 0.0.0.0:PORT. The tally feed starts at

@@ -6,13 +6,11 @@
 
 mod support;
 
-use std::os::unix::process::CommandExt;
 use std::time::{Duration, Instant};
 
 use support::*;
+use test_servers::half_open::{hold_half_open, open_files, with_soft_open_file_limit};
 use test_servers::Postgres;
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 use tokio::time::{sleep, timeout};
 
 const SOFT_LIMIT: libc::rlim_t = 1_024;
@@ -29,34 +27,16 @@ async fn half_open_connections_past_the_soft_limit_lock_no_one_out() {
     );
     let url = Postgres::shared().fresh_database();
     let result = ResultProcess::start(&url, |command| {
-        // SAFETY: setrlimit only reads the struct it is given.
-        unsafe {
-            command.pre_exec(move || {
-                let limit = libc::rlimit {
-                    rlim_cur: SOFT_LIMIT,
-                    rlim_max: hard,
-                };
-                if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        with_soft_open_file_limit(command, SOFT_LIMIT)
     })
     .await;
 
     // Connected, a request head begun and never finished.
-    let mut held = Vec::with_capacity(HALF_OPEN);
-    for _ in 0..HALF_OPEN {
-        let mut stream = TcpStream::connect(("127.0.0.1", result.port))
-            .await
-            .unwrap();
-        stream
-            .write_all(b"GET /api/tally HTTP/1.1\r\nHost: 127.0.0.1\r\n")
-            .await
-            .unwrap();
-        held.push(stream);
-    }
+    let held = hold_half_open(
+        result.port,
+        HALF_OPEN,
+        b"GET /api/tally HTTP/1.1\r\nHost: 127.0.0.1\r\n",
+    );
     // Until the service holds them all: it never does if it cannot open
     // that many files, and then the request below waits behind them.
     let started = Instant::now();
@@ -74,10 +54,4 @@ async fn half_open_connections_past_the_soft_limit_lock_no_one_out() {
     // The service first: each connection closed under it logs a line.
     drop(result);
     drop(held);
-}
-
-fn open_files(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .map(|fds| fds.count())
-        .unwrap_or(0)
 }

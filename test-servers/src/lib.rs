@@ -8,6 +8,7 @@
 //! `Browser` drives headless Chromium through chromedriver for page tests.
 
 mod browser;
+pub mod half_open;
 mod postgres;
 mod process;
 mod redis;

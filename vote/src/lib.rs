@@ -14,7 +14,9 @@ use std::sync::Arc;
 
 use ballot::config::RedisArgs;
 use ballot::options::OptionArgs;
-use clap::{Parser, Subcommand};
+use clap::Parser;
+
+pub use ballot::healthcheck::Command;
 use rocket::fairing::AdHoc;
 
 pub use ballot_box::BallotBox;
@@ -37,12 +39,6 @@ pub struct Config {
 
     #[command(subcommand)]
     pub command: Option<Command>,
-}
-
-#[derive(Subcommand, Clone, Debug)]
-pub enum Command {
-    /// Exit 0 if the service on PORT answers /healthz (for container healthchecks).
-    Healthcheck,
 }
 
 /// What every request handler needs, built once at start.

@@ -6,13 +6,11 @@
 
 mod support;
 
-use std::os::unix::process::CommandExt;
 use std::time::{Duration, Instant};
 
 use support::{vote_command, Running, Vote};
+use test_servers::half_open::{hold_half_open, open_files, with_soft_open_file_limit};
 use test_servers::{free_port, Redis};
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 use tokio::time::{sleep, timeout};
 
 const SOFT_LIMIT: libc::rlim_t = 1_024;
@@ -29,31 +27,11 @@ async fn half_open_connections_past_the_soft_limit_lock_no_voter_out() {
     );
     let port = free_port();
     let mut command = vote_command(&[], port, &Redis::shared().fresh_db_url());
-    // SAFETY: setrlimit only reads the struct it is given.
-    unsafe {
-        command.pre_exec(move || {
-            let limit = libc::rlimit {
-                rlim_cur: SOFT_LIMIT,
-                rlim_max: hard,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    with_soft_open_file_limit(&mut command, SOFT_LIMIT);
     let vote = Running::start(command, port);
 
     // Connected, a request head begun and never finished.
-    let mut held = Vec::with_capacity(HALF_OPEN);
-    for _ in 0..HALF_OPEN {
-        let mut stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-        stream
-            .write_all(b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\n")
-            .await
-            .unwrap();
-        held.push(stream);
-    }
+    let held = hold_half_open(port, HALF_OPEN, b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\n");
     // Until the service holds them all: it never does if it cannot open
     // that many files, and then the vote below waits behind them.
     let started = Instant::now();
@@ -74,10 +52,4 @@ async fn half_open_connections_past_the_soft_limit_lock_no_voter_out() {
     // The service first: each connection closed under it could log a line.
     drop(vote);
     drop(held);
-}
-
-fn open_files(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .map(|fds| fds.count())
-        .unwrap_or(0)
 }

@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 
 use ballot::config::{DatabaseArgs, RedisArgs};
 use ballot::{db_error, redis_error, VoteOptions};
-use clap::{Parser, Subcommand};
+use clap::Parser;
+
+pub use ballot::healthcheck::Command;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -60,12 +62,6 @@ pub struct Config {
     pub command: Option<Command>,
 }
 
-#[derive(Subcommand, Clone, Debug)]
-pub enum Command {
-    /// Exit 0 if the worker on PORT answers /healthz (for container healthchecks).
-    Healthcheck,
-}
-
 /// Works until `shutdown` is cancelled, then hands back whatever batch it
 /// has not committed and returns. Outages are waited out, never returned;
 /// a setting that can never work (a refused password, no such database)
@@ -83,13 +79,28 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     };
     let listener = listen(http::rocket(config.port, probe, metrics)).await?;
     let result = work(config, worker_id, redis, ttl, shutdown).await;
-    listener.notify();
+    listener.stop().await;
     result
+}
+
+/// The HTTP listener, serving until stopped.
+struct Listener {
+    shutdown: rocket::Shutdown,
+    serving: tokio::task::JoinHandle<Result<rocket::Rocket<rocket::Ignite>, rocket::Error>>,
+}
+
+impl Listener {
+    /// Stops it and waits until it has, so nothing it logs comes after the
+    /// worker's last line.
+    async fn stop(self) {
+        self.shutdown.notify();
+        let _ = self.serving.await;
+    }
 }
 
 /// Starts the HTTP listener; an error of one line naming PORT if it
 /// cannot (the port is taken).
-async fn listen(listener: rocket::Rocket<rocket::Build>) -> anyhow::Result<rocket::Shutdown> {
+async fn listen(listener: rocket::Rocket<rocket::Build>) -> anyhow::Result<Listener> {
     let (listening, port) = tokio::sync::oneshot::channel();
     let listener = listener
         .attach(rocket::fairing::AdHoc::on_liftoff("listening", |rocket| {
@@ -105,7 +116,7 @@ async fn listen(listener: rocket::Rocket<rocket::Build>) -> anyhow::Result<rocke
     match port.await {
         Ok(port) => {
             info!(port, "serving /healthz, /readyz and /metrics");
-            Ok(shutdown)
+            Ok(Listener { shutdown, serving })
         }
         Err(_) => {
             let why = match serving.await {
