@@ -3,7 +3,7 @@
 
 use std::str::FromStr;
 
-use clap::{error::ErrorKind, Args, Parser};
+use clap::{error::ErrorKind, parser::ValueSource, ArgMatches, Args, FromArgMatches, Parser};
 
 #[derive(Args, Clone, Debug)]
 pub struct RedisArgs {
@@ -12,8 +12,19 @@ pub struct RedisArgs {
     pub redis_url: String,
 }
 
-#[derive(Args, Clone, Debug)]
+/// Where votes are stored and counted: `DATABASE_URL`, and the password from
+/// `POSTGRES_PASSWORD_FILE` when that is set (a Docker or Kubernetes secret
+/// mounted as a file, so the password is in no environment variable).
+#[derive(Clone, Debug)]
 pub struct DatabaseArgs {
+    pub database_url: String,
+    password: Option<Password>,
+}
+
+/// The flags and variables behind [`DatabaseArgs`]; the two are checked
+/// against each other once both are parsed.
+#[derive(Args, Clone, Debug)]
+struct DatabaseFlags {
     /// Where votes are stored and counted.
     #[arg(
         long,
@@ -21,12 +32,69 @@ pub struct DatabaseArgs {
         default_value = "postgres://postgres:postgres@127.0.0.1:5432/postgres",
         value_parser = database_url
     )]
-    pub database_url: String,
+    database_url: String,
+    /// A file holding the database password (read once at start; trailing
+    /// newlines dropped). It replaces the default URL's password; a
+    /// DATABASE_URL that is set must then carry none.
+    #[arg(long, env = "POSTGRES_PASSWORD_FILE", value_parser = password_file)]
+    postgres_password_file: Option<Password>,
+}
+
+/// A password read from a file; never printed.
+#[derive(Clone)]
+struct Password(String);
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Password(..)")
+    }
 }
 
 impl DatabaseArgs {
     pub fn pg_config(&self) -> tokio_postgres::Config {
-        tokio_postgres::Config::from_str(&self.database_url).expect("validated when parsed")
+        let mut config =
+            tokio_postgres::Config::from_str(&self.database_url).expect("validated when parsed");
+        if let Some(Password(password)) = &self.password {
+            config.password(password);
+        }
+        config
+    }
+}
+
+impl FromArgMatches for DatabaseArgs {
+    fn from_arg_matches(matches: &ArgMatches) -> Result<Self, clap::Error> {
+        let flags = DatabaseFlags::from_arg_matches(matches)?;
+        let url_set = matches
+            .value_source("database_url")
+            .is_some_and(|source| source != ValueSource::DefaultValue);
+        let url_has_password = tokio_postgres::Config::from_str(&flags.database_url)
+            .is_ok_and(|config| config.get_password().is_some());
+        if flags.postgres_password_file.is_some() && url_set && url_has_password {
+            return Err(clap::Error::raw(
+                ErrorKind::ArgumentConflict,
+                "POSTGRES_PASSWORD_FILE is set and DATABASE_URL carries a password too: \
+                 give the password one way only\n",
+            ));
+        }
+        Ok(DatabaseArgs {
+            database_url: flags.database_url,
+            password: flags.postgres_password_file,
+        })
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &ArgMatches) -> Result<(), clap::Error> {
+        *self = Self::from_arg_matches(matches)?;
+        Ok(())
+    }
+}
+
+impl Args for DatabaseArgs {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        DatabaseFlags::augment_args(cmd)
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        DatabaseFlags::augment_args_for_update(cmd)
     }
 }
 
@@ -43,6 +111,15 @@ fn database_url(value: &str) -> Result<String, String> {
         Ok(_) => Err("expected a URL like postgres://user:password@host:5432/db".into()),
         Err(e) => Err(e.to_string()),
     }
+}
+
+fn password_file(path: &str) -> Result<Password, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
+    let password = text.trim_end_matches(['\n', '\r']);
+    if password.is_empty() {
+        return Err(format!("{path} is empty"));
+    }
+    Ok(Password(password.to_string()))
 }
 
 /// Parses the command line and environment; on a bad setting prints one line
@@ -71,8 +148,56 @@ mod tests {
         db: DatabaseArgs,
     }
 
+    /// POSTGRES_PASSWORD_FILE is read from the process's environment: tests
+    /// that parse take turns.
+    static ENV: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+    fn env_lock() -> std::sync::MutexGuard<'static, ()> {
+        ENV.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// A file in a fresh temp dir holding `text`; removed with the dir.
+    struct SecretFile(std::path::PathBuf);
+
+    impl SecretFile {
+        fn new(name: &str, text: &str) -> SecretFile {
+            let dir = std::env::temp_dir().join(format!(
+                "ballot-config-{}-{name}-{:x}",
+                std::process::id(),
+                rand_suffix()
+            ));
+            std::fs::create_dir_all(&dir).unwrap();
+            let path = dir.join("postgres_password");
+            std::fs::write(&path, text).unwrap();
+            SecretFile(path)
+        }
+
+        fn path(&self) -> &str {
+            self.0.to_str().unwrap()
+        }
+    }
+
+    impl Drop for SecretFile {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(self.0.parent().unwrap());
+        }
+    }
+
+    fn rand_suffix() -> u128 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    }
+
+    /// What `parse` prints before it exits 2: the first line of the error.
+    fn first_line(err: &clap::Error) -> String {
+        err.render().to_string().lines().next().unwrap().to_string()
+    }
+
     #[test]
     fn defaults_point_at_localhost() {
+        let _env = env_lock();
         let cli = Cli::try_parse_from(["x"]).unwrap();
         assert_eq!(cli.redis.redis_url, "redis://127.0.0.1:6379");
         assert_eq!(cli.db.pg_config().get_dbname(), Some("postgres"));
@@ -80,11 +205,75 @@ mod tests {
 
     #[test]
     fn bad_urls_name_the_setting() {
+        let _env = env_lock();
         for bad in ["localhost", "redis://host:notaport"] {
             let err = Cli::try_parse_from(["x", "--redis-url", bad]).unwrap_err();
             assert!(err.to_string().contains("REDIS_URL"), "{err}");
         }
         let err = Cli::try_parse_from(["x", "--database-url", "nope"]).unwrap_err();
         assert!(err.to_string().contains("DATABASE_URL"), "{err}");
+    }
+
+    #[test]
+    fn the_password_comes_from_a_file_given_by_flag_or_by_environment() {
+        let _env = env_lock();
+        let secret = SecretFile::new("given", "s3cret pass\n");
+        // By flag, with the default URL: its password is replaced.
+        let cli = Cli::try_parse_from(["x", "--postgres-password-file", secret.path()]).unwrap();
+        let config = cli.db.pg_config();
+        assert_eq!(config.get_password(), Some(&b"s3cret pass"[..]));
+        assert_eq!(config.get_user(), Some("postgres"));
+        assert!(!format!("{cli:?}").contains("s3cret"), "{cli:?}");
+        // By environment, beside a URL without a password.
+        std::env::set_var("POSTGRES_PASSWORD_FILE", secret.path());
+        let parsed = Cli::try_parse_from(["x", "--database-url", "postgres://app@db:5432/votes"]);
+        std::env::remove_var("POSTGRES_PASSWORD_FILE");
+        let config = parsed.unwrap().db.pg_config();
+        assert_eq!(config.get_password(), Some(&b"s3cret pass"[..]));
+        assert_eq!(config.get_user(), Some("app"));
+        assert_eq!(config.get_dbname(), Some("votes"));
+        // Without the file, the URL's own password, as before.
+        let cli = Cli::try_parse_from(["x", "--database-url", "postgres://app:pw@db/votes"]);
+        assert_eq!(cli.unwrap().db.pg_config().get_password(), Some(&b"pw"[..]));
+    }
+
+    #[test]
+    fn a_password_given_both_ways_is_refused_in_one_line() {
+        let _env = env_lock();
+        let secret = SecretFile::new("both", "s3cret");
+        let url = "postgres://app:other@db:5432/votes";
+        for env in [false, true] {
+            let mut args = vec!["x", "--database-url", url];
+            if env {
+                std::env::set_var("POSTGRES_PASSWORD_FILE", secret.path());
+            } else {
+                args.extend(["--postgres-password-file", secret.path()]);
+            }
+            let parsed = Cli::try_parse_from(args);
+            std::env::remove_var("POSTGRES_PASSWORD_FILE");
+            let err = parsed.unwrap_err();
+            let line = first_line(&err);
+            assert!(line.contains("POSTGRES_PASSWORD_FILE"), "{line}");
+            assert!(line.contains("DATABASE_URL"), "{line}");
+            assert!(!line.contains("other"), "{line}");
+            assert_eq!(err.kind(), ErrorKind::ArgumentConflict);
+        }
+    }
+
+    #[test]
+    fn a_missing_unreadable_or_empty_password_file_is_named_in_one_line() {
+        let _env = env_lock();
+        let empty = SecretFile::new("empty", "\n");
+        let missing = format!("{}/no-such-secret", std::env::temp_dir().display());
+        // A directory cannot be read as a file, even by root.
+        let unreadable = std::env::temp_dir().display().to_string();
+        for path in [missing.as_str(), unreadable.as_str(), empty.path()] {
+            let err = Cli::try_parse_from(["x", "--postgres-password-file", path]).unwrap_err();
+            let line = first_line(&err);
+            assert!(line.contains("POSTGRES_PASSWORD_FILE"), "{line}");
+            assert!(line.contains(path), "{line}");
+            // Anything but help or version: `parse` prints the line, exits 2.
+            assert_eq!(err.kind(), ErrorKind::ValueValidation, "{line}");
+        }
     }
 }
