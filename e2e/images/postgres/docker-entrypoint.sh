@@ -1,9 +1,30 @@
 #!/usr/bin/env bash
 # As the official postgres image: on first start initialise $PGDATA with
-# superuser $POSTGRES_USER (password $POSTGRES_PASSWORD), create $POSTGRES_DB,
+# superuser $POSTGRES_USER (password $POSTGRES_PASSWORD; each of these may
+# instead come from a file named by ..._FILE), create $POSTGRES_DB,
 # run /docker-entrypoint-initdb.d/*.sql and *.sh; then run postgres as the
 # postgres user, listening on all addresses, passwords required from the network.
 set -Eeuo pipefail
+
+# As the official image: VAR or VAR_FILE (a file holding the value, such as a
+# Docker secret at /run/secrets/...), never both.
+file_env() {
+    local var=$1 file_var=${1}_FILE
+    if [[ -n ${!var:-} && -n ${!file_var:-} ]]; then
+        printf 'error: both %s and %s are set (but are exclusive)\n' "$var" "$file_var" >&2
+        exit 1
+    fi
+    if [[ -n ${!file_var:-} ]]; then
+        local value
+        value=$(<"${!file_var}")
+        export "$var"="$value"
+    fi
+    unset "$file_var"
+}
+file_env POSTGRES_PASSWORD
+file_env POSTGRES_USER
+file_env POSTGRES_DB
+file_env POSTGRES_INITDB_ARGS
 
 export PGDATA=${PGDATA:-/var/lib/postgresql/data}
 POSTGRES_USER=${POSTGRES_USER:-postgres}
