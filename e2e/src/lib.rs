@@ -1,9 +1,11 @@
 //! The whole-stack checks `e2e/run.sh` makes from outside the containers,
-//! through the published ports, as a browser would; and, for the checks of
-//! the edge, HAProxy's stats port on the compose network.
+//! through the published ports, as a browser would; for the checks of the
+//! edge, HAProxy's stats port on the compose network; for the monitoring
+//! profile, Prometheus's HTTP API.
 
 mod browser;
 pub mod edge;
+pub mod monitoring;
 mod slow_clients;
 mod stack;
 mod websocket;
@@ -160,6 +162,9 @@ pub enum Check {
         #[arg(long, default_value = "9")]
         more: u32,
     },
+    /// The monitoring profile, through Prometheus.
+    #[command(flatten)]
+    Monitoring(monitoring::Check),
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -317,6 +322,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 report.voted_on
             );
         }
+        Check::Monitoring(check) => monitoring::run(check, cli.timeout).await?,
     }
     Ok(())
 }
@@ -331,7 +337,7 @@ fn servers(value: &str) -> Result<ServerList, String> {
         .map_err(|e| format!("not a list of edge servers: {e}"))
 }
 
-fn seconds(value: &str) -> Result<Duration, String> {
+pub(crate) fn seconds(value: &str) -> Result<Duration, String> {
     match value.parse::<u64>() {
         Ok(s) if (1..=3600).contains(&s) => Ok(Duration::from_secs(s)),
         _ => Err("expected whole seconds, 1 to 3600".into()),
@@ -342,7 +348,7 @@ fn tally(value: &str) -> Result<Tally, String> {
     serde_json::from_str(value).map_err(|e| format!("not a tally: {e}"))
 }
 
-fn addition(value: &str) -> anyhow::Result<(String, i64)> {
+pub(crate) fn addition(value: &str) -> anyhow::Result<(String, i64)> {
     let (option, count) = value.split_once('=').context("expected option=count")?;
     let count: i64 = count.parse().context("count is not a number")?;
     if option.is_empty() || count < 0 {
