@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole-stack test: the real Dockerfile and docker-compose.yml, driven
 # from the host through the edge's published ports, with several vote and
-# result replicas behind it. Works on a fresh Debian machine as root
+# result replicas behind it, and the monitoring profile (Prometheus and its
+# exporters) watching it. Works on a fresh Debian machine as root
 # (installs and starts the engine, builds the base images locally).
 # Always takes the stack down, volumes included, at the end.
 set -euo pipefail
@@ -13,6 +14,8 @@ RESULT_REPLICAS=2
 # Patient enough for a cold start on two cores, bounded so a hang fails.
 HEALTHY_WITHIN=300
 CONVERGE_WITHIN=180
+# Prometheus (profile monitoring), as published; the check tool reads it.
+export PROMETHEUS_URL=http://127.0.0.1:${PROMETHEUS_PORT:-9090}
 
 timings=()
 phase_name=
@@ -62,7 +65,7 @@ if docker compose version >/dev/null 2>&1; then
 else
     COMPOSE=(docker-compose)
 fi
-compose() { "${COMPOSE[@]}" --profile seed "$@"; }
+compose() { "${COMPOSE[@]}" --profile seed --profile monitoring "$@"; }
 echo "using: ${COMPOSE[*]} ($("${COMPOSE[@]}" version --short 2>/dev/null || true))"
 # 1,100 half-open connections need as many file descriptors here.
 hard=$(ulimit -Hn)
@@ -96,6 +99,11 @@ phase "check tool (cargo build -p e2e)"
 cargo build -q -p e2e
 E2E=${CARGO_TARGET_DIR:-$PWD/target}/debug/e2e
 check() { "$E2E" --timeout "$CONVERGE_WITHIN" "$@"; }
+check_within() {
+    local seconds=$1
+    shift
+    "$E2E" --timeout "$seconds" "$@"
+}
 
 phase "service images (compose build)"
 compose build
@@ -103,7 +111,7 @@ compose build
 phase "up: $VOTE_REPLICAS vote and $RESULT_REPLICAS result replicas behind the edge"
 compose down -v --remove-orphans >/dev/null 2>&1 || true
 compose up -d --scale vote=$VOTE_REPLICAS --scale result=$RESULT_REPLICAS \
-    edge vote result worker redis db
+    edge vote result worker redis db prometheus redis-exporter postgres-exporter
 containers() { compose ps -q "$1"; }
 container() { containers "$1" | head -n1; }
 state() {
@@ -121,7 +129,7 @@ wait_healthy() {
     done
     echo "healthy: $*"
 }
-wait_healthy db redis vote result worker edge
+wait_healthy db redis vote result worker edge prometheus redis-exporter postgres-exporter
 # A container's address on one of the stack's networks.
 address() {
     docker inspect -f "{{with index .NetworkSettings.Networks \"${COMPOSE_PROJECT_NAME}_$2\"}}{{.IPAddress}}{{end}}" "$1"
@@ -135,7 +143,12 @@ in_rotation $VOTE_REPLICAS $RESULT_REPLICAS
 [[ $(containers vote | wc -l) == "$VOTE_REPLICAS" ]] || fail "expected $VOTE_REPLICAS vote containers"
 published=$(docker ps --filter "label=com.docker.compose.project=$COMPOSE_PROJECT_NAME" \
     --format '{{.Label "com.docker.compose.service"}} {{.Ports}}' | grep -- '->' | cut -d' ' -f1 | sort -u | xargs)
-[[ $published == edge ]] || fail "only the edge should publish ports; these do: $published"
+[[ $published == "edge prometheus" ]] ||
+    fail "only the edge and prometheus should publish ports; these do: $published"
+
+phase "monitoring: every scrape target up"
+check targets-up --expect vote=$VOTE_REPLICAS --expect result=$RESULT_REPLICAS --expect worker=1 \
+    --expect edge=1 --expect redis=1 --expect postgres=1 --expect prometheus=1
 
 phase "a vote reaches the websocket (through the edge)"
 check vote-reaches-websocket
@@ -151,9 +164,19 @@ servers_before=$(check edge-servers --stats "$STATS" --backend vote)
 compose run --rm --no-deps seed
 check wait-tally --since "$before" --plus a=2000 --plus b=1000
 check shares --stats "$STATS" --since "$servers_before" --min-share 0.10
+# No worker or vote replica has restarted yet, so their counters cover the
+# whole run: every ballot in the tally, seed's 3,000 included, was queued
+# by a vote replica and applied by the worker.
+total=$(check tally | sed -E 's/.*"total": *([0-9]+).*/\1/')
+check_within 60 prom-at-least --min "$total" 'sum(worker_ballots_applied_total)'
+check_within 60 prom-at-least --min "$total" 'sum(vote_ballots_total{outcome="queued"})'
 
 phase "results page in Chromium, live through the edge"
 check browser-live --more 9
+
+phase "monitoring: every Grafana dashboard query returns data"
+# A rate needs two scrapes of a series that moved in between: waits for them.
+check_within 60 panels-have-data --dashboard monitoring/grafana/dashboards/voting.json --range 600
 
 redis_cli() { compose exec -T redis redis-cli "$@" | tr -d '\r'; }
 queued() { redis_cli llen votes; }
@@ -185,15 +208,16 @@ phase "tiers; kill -9 the worker with a batch in flight"
 before=$(check tally)
 seed_in_background 1000 --votes=6000 --split=2:1 --concurrency=20 --rate=600
 members() {
-    docker network inspect -f '{{range .Containers}}{{.Name}} {{end}}' "${COMPOSE_PROJECT_NAME}_$1" |
-        tr ' ' '\n' | sed -nE "s/^${COMPOSE_PROJECT_NAME}[-_]([a-z]+)[-_].*/\1/p" | sort -u | xargs
+    docker network inspect -f '{{range $id, $c := .Containers}}{{$id}} {{end}}' "${COMPOSE_PROJECT_NAME}_$1" |
+        xargs docker inspect -f '{{index .Config.Labels "com.docker.compose.service"}}' | sort -u | xargs
 }
 front=$(members front-tier)
 back=$(members back-tier)
 echo "front-tier: $front"
 echo "back-tier:  $back"
 [[ $front == "edge result seed vote" ]] || fail "front-tier should hold edge result seed vote"
-[[ $back == "db edge redis result vote worker" ]] || fail "back-tier should hold db edge redis result vote worker"
+tiers="db edge postgres-exporter prometheus redis redis-exporter result vote worker"
+[[ $back == "$tiers" ]] || fail "back-tier should hold $tiers"
 # A batch in flight: taken from the queue, not yet committed. A lock on the
 # votes table holds the worker's commit for 2 s while ballots pile up; the
 # lock is let go and at once taken again, so the worker commits that batch,
@@ -290,7 +314,7 @@ rm -f "$ws_out"
 docker start "$victim" >/dev/null
 in_rotation $VOTE_REPLICAS $RESULT_REPLICAS
 
-phase "restart Redis with ballots queued, then under load"
+phase "restart Redis with ballots queued (WorkerDown fires, resolves), then under load"
 compose stop worker
 before=$(check tally)
 check cast --count=500 --option=b
@@ -299,8 +323,12 @@ compose restart redis
 wait_healthy redis
 [[ $(queued) == 500 ]] || fail "after the restart $(queued) of 500 queued ballots are left"
 echo "500 queued ballots survived the Redis restart"
+# The stopped worker's target has left Prometheus's DNS discovery; the
+# alert allows 30 s more.
+check_within 120 alert WorkerDown
 compose start worker
 check wait-tally --since "$before" --plus b=500
+check_within 60 alert --resolved WorkerDown
 # Under load: Redis restarts while ballots stream in. Ballots refused
 # (503: vote, or the edge with no ready replica) or unconfirmed (504) are
 # counted by seed; every ballot that got a 200 must be counted.
@@ -317,10 +345,18 @@ printf '%s\n' "$seed_out" | grep -q '^consistent' ||
 phase "graceful stop (each service's stop signal)"
 ids=$(compose ps -q)
 compose stop
+exporters=0
 for id in $ids; do
     code=$(docker inspect -f '{{.State.ExitCode}}' "$id")
     name=$(docker inspect -f '{{.Name}}' "$id")
+    service=$(docker inspect -f '{{index .Config.Labels "com.docker.compose.service"}}' "$id")
+    # The exporters handle no stop signal: as PID 1 they exit 2 at once.
+    # They hold no state.
+    if [[ $service == *-exporter && $code == 2 ]]; then
+        exporters=$((exporters + 1))
+        continue
+    fi
     [[ $code == 0 ]] || fail "${name#/} exited $code on its stop signal"
 done
-echo "every container ($(echo "$ids" | wc -l)) exited 0 on its stop signal"
+echo "every container ($(($(echo "$ids" | wc -l) - exporters)), exporters aside) exited 0 on its stop signal"
 end_phase
