@@ -17,25 +17,9 @@ CONVERGE_WITHIN=180
 # Prometheus (profile monitoring), as published; the check tool reads it.
 export PROMETHEUS_URL=http://127.0.0.1:${PROMETHEUS_PORT:-9090}
 
-timings=()
-phase_name=
-phase_start=$SECONDS
-phase() {
-    end_phase
-    phase_name=$1
-    phase_start=$SECONDS
-    printf '\n=== e2e: %s (%s)\n' "$1" "$(date -u +%H:%M:%S)"
-}
-end_phase() {
-    if [[ -n $phase_name ]]; then
-        timings+=("$(printf '%-58s %5ss' "$phase_name" $((SECONDS - phase_start)))")
-    fi
-    phase_name=
-}
-fail() {
-    echo "e2e: FAILED: $*" >&2
-    exit 1
-}
+E2E_NAME=e2e
+# shellcheck source=e2e/lib.sh
+source e2e/lib.sh
 
 phase "engine"
 need=()
@@ -45,21 +29,8 @@ command -v docker-compose >/dev/null || docker compose version >/dev/null 2>&1 |
 # The browser check drives the results page in headless Chromium.
 command -v chromium >/dev/null || need+=(chromium)
 command -v chromedriver >/dev/null || need+=(chromium-driver)
-if ((${#need[@]})); then
-    [[ $(id -u) == 0 ]] || fail "${need[*]} needed (run as root to install them)"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq "${need[@]}" >/dev/null
-fi
-if ! docker info >/dev/null 2>&1; then
-    echo "starting dockerd (log: /var/log/dockerd-e2e.log)"
-    nohup dockerd >/var/log/dockerd-e2e.log 2>&1 &
-    for _ in $(seq 60); do
-        docker info >/dev/null 2>&1 && break
-        sleep 1
-    done
-    docker info >/dev/null 2>&1 || fail "dockerd did not start; see /var/log/dockerd-e2e.log"
-fi
+install_packages "${need[@]}"
+ensure_dockerd
 if docker compose version >/dev/null 2>&1; then
     COMPOSE=(docker compose)
 else
@@ -85,8 +56,7 @@ cleanup() {
     for pid in "${background[@]}"; do kill "$pid" 2>/dev/null || true; done
     if [[ -n $seed_run ]]; then docker rm -f "$seed_run" >/dev/null 2>&1 || true; fi
     compose down -v --remove-orphans >/dev/null 2>&1 || true
-    printf '\n=== e2e: time per phase\n'
-    printf '%s\n' "${timings[@]}"
+    print_timings
     if ((status == 0)); then echo "e2e: all checks passed"; else echo "e2e: FAILED"; fi
     exit "$status"
 }

@@ -12,8 +12,9 @@
 # `docker stack rm` leaving nothing behind. Tears everything down, pass or
 # fail, and prints the time of each phase.
 #
-# Reuses the images e2e/run.sh built (voting-vote, -worker, -result, -seed
-# and the base images); builds whatever is missing. See e2e/README.md.
+# Builds voting-vote, -worker, -result and -seed from this checkout (all
+# cached after e2e/run.sh) and the base images that are missing. See
+# e2e/README.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -35,29 +36,13 @@ NODE_BRIDGE=10.212.0.1/24
 NODE_POOL=10.212.0.0/16
 SWARM_POOL=10.211.0.0/16
 
-timings=()
+E2E_NAME=swarm
+# shellcheck source=e2e/lib.sh
+source e2e/lib.sh
 notes=()
-phase_name=
-phase_start=$SECONDS
-phase() {
-    end_phase
-    phase_name=$1
-    phase_start=$SECONDS
-    printf '\n=== swarm: %s (%s)\n' "$1" "$(date -u +%H:%M:%S)"
-}
-end_phase() {
-    if [[ -n $phase_name ]]; then
-        timings+=("$(printf '%-62s %5ss' "$phase_name" $((SECONDS - phase_start)))")
-    fi
-    phase_name=
-}
 note() {
     echo "$*"
     notes+=("$*")
-}
-fail() {
-    echo "swarm: FAILED: $*" >&2
-    exit 1
 }
 # Runs `docker ARGS` on a node.
 on() {
@@ -100,8 +85,7 @@ cleanup() {
     done
     docker network rm "$PREFIX" >/dev/null 2>&1 || true
     rm -f "${images_tar:-}" "${base_tar:-}"
-    printf '\n=== swarm: time per phase\n'
-    printf '%s\n' "${timings[@]}"
+    print_timings
     if ((${#notes[@]})); then
         printf '\n=== swarm: results\n'
         printf '%s\n' "${notes[@]}"
@@ -115,21 +99,8 @@ phase "engine"
 need=()
 command -v docker >/dev/null || need+=(docker.io)
 command -v debootstrap >/dev/null || need+=(debootstrap)
-if ((${#need[@]})); then
-    [[ $(id -u) == 0 ]] || fail "${need[*]} needed (run as root to install them)"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq "${need[@]}" >/dev/null
-fi
-if ! docker info >/dev/null 2>&1; then
-    echo "starting dockerd (log: /var/log/dockerd-e2e.log)"
-    nohup dockerd >/var/log/dockerd-e2e.log 2>&1 &
-    for _ in $(seq 60); do
-        docker info >/dev/null 2>&1 && break
-        sleep 1
-    done
-    docker info >/dev/null 2>&1 || fail "dockerd did not start; see /var/log/dockerd-e2e.log"
-fi
+install_packages "${need[@]}"
+ensure_dockerd
 # Leftovers of an interrupted run.
 for node in "${NODES[@]}"; do
     docker rm -f "$node" >/dev/null 2>&1 || true
@@ -138,7 +109,7 @@ done
 docker rm -f "$PREFIX-seed" >/dev/null 2>&1 || true
 docker network rm "$PREFIX" >/dev/null 2>&1 || true
 
-phase "images (reused when present)"
+phase "images (built or reused)"
 # apt inside the builds goes through the host's proxy, if it has one.
 proxy_args=()
 for name in HTTP_PROXY HTTPS_PROXY NO_PROXY http_proxy https_proxy no_proxy; do
@@ -151,24 +122,10 @@ if ((${#missing[@]})); then
     echo "building ${missing[*]} (e2e/offline-images.sh)"
     e2e/offline-images.sh
 fi
-# The stand-in postgres image reads POSTGRES_PASSWORD_FILE since the swarm
-# stack came; one built before then is rebuilt (a cached apt layer).
-if ! docker run --rm --entrypoint grep postgres:15-bookworm -q POSTGRES_PASSWORD_FILE \
-    /usr/local/bin/docker-entrypoint.sh; then
-    echo "postgres:15-bookworm predates POSTGRES_PASSWORD_FILE: rebuilding it from e2e/images/postgres"
-    docker build -q -t postgres:15-bookworm "${proxy_args[@]}" e2e/images/postgres >/dev/null
-fi
+# The service images from this checkout: after e2e/run.sh (or compose
+# build) every layer is cached and this takes seconds.
 for image in "${APP_IMAGES[@]}"; do
-    service=${image#voting-}
-    stale=
-    if have "$image" && [[ $service == worker || $service == result ]] &&
-        ! docker run --rm "$image" --help | grep -q POSTGRES_PASSWORD_FILE; then
-        stale=" (it predates POSTGRES_PASSWORD_FILE)"
-    fi
-    if ! have "$image" || [[ -n $stale ]]; then
-        echo "building $image$stale"
-        docker build -q --target "$service" -t "$image" . >/dev/null
-    fi
+    docker build -q --target "${image#voting-}" -t "$image" . >/dev/null
 done
 if ! have "$NODE_IMAGE"; then
     echo "building $NODE_IMAGE (Debian's docker.io)"
@@ -436,17 +393,25 @@ recovered_without() {
         [[ $(servers_up vote) == "$VOTE_REPLICAS" && $(servers_up result) == 2 ]]
 }
 
+# Picks the node (not the manager) running a worker as $victim, starts a
+# seed run of 8,000 ballots split $2 and waits until it loads, then does $1
+# ("draining" or "killing") to the node; from then on only the other nodes
+# count as live.
+under_load_on_worker_node() {
+    before=$(check tally)
+    victim=$(worker_node)
+    [[ -n $victim ]] || fail "no worker task on a worker node"
+    echo "$1 $victim: $(manager node ps -f desired-state=running --format '{{.Name}}' "$victim" | sed 's/\.[0-9]*$//' | sort | xargs)"
+    seed_start --votes=8000 --concurrency=20 --split="$2" --rate=200
+    seed_loading 500
+    live_nodes=()
+    for node in "${NODES[@]}"; do [[ $node == "$victim" ]] || live_nodes+=("$node"); done
+}
+
 phase "drain the node running a worker, under load"
-before=$(check tally)
-victim=$(worker_node)
-[[ -n $victim ]] || fail "no worker task on a worker node"
-echo "draining $victim: $(manager node ps -f desired-state=running --format '{{.Name}}' "$victim" | sed 's/\.[0-9]*$//' | sort | xargs)"
-seed_start --votes=8000 --concurrency=20 --split=2:1 --rate=200
-seed_loading 500
+under_load_on_worker_node draining 2:1
 drain_start=$SECONDS
 manager node update --availability drain "$victim" >/dev/null
-live_nodes=()
-for node in "${NODES[@]}"; do [[ $node == "$victim" ]] || live_nodes+=("$node"); done
 wait_for "$CONVERGE_WITHIN" "the drained node's tasks running elsewhere" recovered_without "$victim"
 drain_took=$((SECONDS - drain_start))
 [[ -z $(manager node ps -q -f desired-state=running "$victim") ]] || fail "$victim still has tasks"
@@ -456,16 +421,9 @@ manager node update --availability active "$victim" >/dev/null
 live_nodes=("${NODES[@]}")
 
 phase "kill the node running a worker (docker kill), under load"
-before=$(check tally)
-victim=$(worker_node)
-[[ -n $victim ]] || fail "no worker task on a worker node"
-echo "killing $victim: $(manager node ps -f desired-state=running --format '{{.Name}}' "$victim" | sed 's/\.[0-9]*$//' | sort | xargs)"
-seed_start --votes=8000 --concurrency=20 --split=1:2 --rate=200
-seed_loading 500
+under_load_on_worker_node killing 1:2
 kill_start=$SECONDS
 docker kill "$victim" >/dev/null
-live_nodes=()
-for node in "${NODES[@]}"; do [[ $node == "$victim" ]] || live_nodes+=("$node"); done
 node_down() { [[ $(manager node inspect -f '{{.Status.State}}' "$victim") == down ]]; }
 wait_for "$CONVERGE_WITHIN" "the swarm marking $victim down" node_down
 down_after=$((SECONDS - kill_start))

@@ -235,24 +235,18 @@ impl Prometheus {
     }
 
     pub async fn targets(&self) -> anyhow::Result<Vec<Target>> {
-        let url = format!("{}/api/v1/targets?state=active", self.url);
-        let response = self
-            .http
-            .get(&url)
-            .send()
-            .await
-            .with_context(|| format!("GET {url}"))?;
-        let body: Value = response
-            .json()
-            .await
-            .with_context(|| format!("GET {url}"))?;
-        Ok(serde_json::from_value(
-            body["data"]["activeTargets"].clone(),
-        )?)
+        let data = self.get("/api/v1/targets?state=active").await?;
+        Ok(serde_json::from_value(data["activeTargets"].clone())?)
     }
 
     pub async fn alerts(&self) -> anyhow::Result<Vec<Alert>> {
-        let url = format!("{}/api/v1/alerts", self.url);
+        let data = self.get("/api/v1/alerts").await?;
+        Ok(serde_json::from_value(data["alerts"].clone())?)
+    }
+
+    /// The `data` of the answer to a GET of the API at PATH.
+    async fn get(&self, path: &str) -> anyhow::Result<Value> {
+        let url = format!("{}{path}", self.url);
         let response = self
             .http
             .get(&url)
@@ -263,7 +257,7 @@ impl Prometheus {
             .json()
             .await
             .with_context(|| format!("GET {url}"))?;
-        Ok(serde_json::from_value(body["data"]["alerts"].clone())?)
+        Ok(body["data"].clone())
     }
 
     /// An instant query, as of now.
