@@ -55,7 +55,7 @@ until [[ $(docker inspect -f '{{.State.Health.Status}}' "$(compose ps -q edge)")
 	sleep 1
 done
 compose stop worker >/dev/null 2>&1
-vote=$(compose ps -q vote | head -n1)
+vote=$(compose ps -q vote | sed -n 1p)
 direct=$(docker inspect -f "{{with index .NetworkSettings.Networks \"${COMPOSE_PROJECT_NAME}_front-tier\"}}{{.IPAddress}}{{end}}" "$vote")
 [[ -n $direct ]] || fail "no front-tier address for the vote replica"
 

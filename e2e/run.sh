@@ -83,7 +83,8 @@ compose down -v --remove-orphans >/dev/null 2>&1 || true
 compose up -d --scale vote=$VOTE_REPLICAS --scale result=$RESULT_REPLICAS \
     edge vote result worker redis db prometheus redis-exporter postgres-exporter
 containers() { compose ps -q "$1"; }
-container() { containers "$1" | head -n1; }
+# sed, not head: head leaves early and docker dies of SIGPIPE (pipefail).
+container() { containers "$1" | sed -n 1p; }
 state() {
     docker inspect -f '{{if .State.Health}}{{.State.Health.Status}}{{else}}{{.State.Status}}{{end}}' "$1"
 }
@@ -307,7 +308,7 @@ seed_in_background 1000 --votes=4000 --split=1:1 --concurrency=10 --rate=400
 compose restart redis
 wait_healthy redis
 seed_finish
-printf '%s\n' "$seed_out" | grep -q '^consistent' ||
+grep -q '^consistent' <<<"$seed_out" ||
     fail "after a Redis restart under load, seed --verify did not find every accepted ballot"
 [[ $(queued) == 0 ]] || fail "$(queued) ballots still queued"
 [[ $(redis_cli llen votes:dead) == 0 ]] || fail "valid ballots were dead-lettered"

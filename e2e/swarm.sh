@@ -226,7 +226,7 @@ check() { "$E2E" --vote-url "$VOTE_URL" --result-url "$RESULT_URL" --timeout "$C
 # published, and the host cannot reach the overlay networks).
 edge_stats() {
     local edge
-    edge=$(manager ps -q --filter "label=com.docker.swarm.service.name=${STACK}_edge" | head -n1)
+    edge=$(manager ps -q --filter "label=com.docker.swarm.service.name=${STACK}_edge" | sed -n 1p)
     [[ -n $edge ]] || return 1
     manager exec "$edge" bash -c 'exec 3<>/dev/tcp/127.0.0.1/8404
         printf "GET /stats;csv HTTP/1.0\r\n\r\n" >&3; cat <&3'
@@ -268,7 +268,9 @@ for network in front-tier back-tier; do
         fail "${STACK}_$network should be a swarm overlay network"
 done
 # The password is in no service's environment, only in the secret's file.
-if manager service inspect "${STACK}_db" "${STACK}_worker" "${STACK}_result" | grep -qF "$password"; then
+# (A here-string: grep -q leaving a pipe early would fail the pipeline.)
+specs=$(manager service inspect "${STACK}_db" "${STACK}_worker" "${STACK}_result")
+if grep -qF "$password" <<<"$specs"; then
     fail "the database password shows in a service's spec"
 fi
 echo "endpoints dnsrr behind the edge; only the edge publishes (5000, 5001 in host mode); tiers are overlay networks; the password is only in the secret"
@@ -320,7 +322,7 @@ seed_finish() {
     unknown=$(grep -oE '[0-9]+ unknown' <<<"$requests" | cut -d' ' -f1 || true)
     failed=${failed:-0}
     unknown=${unknown:-0}
-    printf '%s\n' "$seed_out" | grep -q '^consistent' ||
+    grep -q '^consistent' <<<"$seed_out" ||
         fail "seed --verify did not find every ballot that got a 200 counted"
 }
 
@@ -377,7 +379,7 @@ in_rotation "$VOTE_REPLICAS" 2
 
 # A node other than the manager that runs a worker task.
 worker_node() {
-    tasks worker | cut -d' ' -f2 | grep -vx "$MANAGER" | head -n1
+    tasks worker | cut -d' ' -f2 | grep -vx "$MANAGER" | sed -n 1p
 }
 # Every service back at its replicas, none on NODE, all healthy; the edge
 # with every vote and result replica in rotation.

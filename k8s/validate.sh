@@ -61,7 +61,7 @@ if [[ ! -e $tools/.complete ]]; then
 fi
 PATH=$tools/venv/bin:$PATH
 py=$tools/venv/bin/python
-kubectl version --client | head -2
+kubectl version --client | sed -n 1,2p
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
