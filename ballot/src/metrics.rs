@@ -20,6 +20,9 @@ const SECONDS_BUCKETS: [f64; 14] = [
 const UPKEEP_EVERY: Duration = Duration::from_secs(5);
 
 /// The Prometheus text format's content type.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4";
+
+/// [`CONTENT_TYPE`] for a Rocket response.
 pub fn content_type() -> ContentType {
     ContentType::new("text", "plain").with_params(("version", "0.0.4"))
 }
@@ -65,8 +68,26 @@ impl Metrics {
     }
 }
 
-/// Times every request into the histogram `metric`, labelled by route
-/// name (or `unmatched`) and status class (`2xx`, `4xx`, ...).
+/// Records one request's duration into the histogram `metric`, labelled by
+/// route name and status class (`2xx`, `4xx`, ...).
+pub fn record_request(
+    metric: &'static str,
+    route: impl Into<metrics::SharedString>,
+    status: u16,
+    elapsed: Duration,
+) {
+    let class = match status / 100 {
+        1 => "1xx",
+        2 => "2xx",
+        3 => "3xx",
+        4 => "4xx",
+        _ => "5xx",
+    };
+    metrics::histogram!(metric, "route" => route, "status" => class).record(elapsed.as_secs_f64());
+}
+
+/// Times every request of a Rocket service into the histogram `metric`,
+/// labelled by route name (or `unmatched`) and status class.
 pub struct RequestTimer {
     pub metric: &'static str,
 }
@@ -90,14 +111,11 @@ impl Fairing for RequestTimer {
             .route()
             .and_then(|r| r.name.clone())
             .unwrap_or("unmatched".into());
-        let class = match response.status().code / 100 {
-            1 => "1xx",
-            2 => "2xx",
-            3 => "3xx",
-            4 => "4xx",
-            _ => "5xx",
-        };
-        metrics::histogram!(self.metric, "route" => route, "status" => class)
-            .record(started.elapsed().as_secs_f64());
+        record_request(
+            self.metric,
+            route,
+            response.status().code,
+            started.elapsed(),
+        );
     }
 }
