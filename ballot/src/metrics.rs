@@ -68,22 +68,16 @@ impl Metrics {
     }
 }
 
-/// Records one request's duration into the histogram `metric`, labelled by
-/// route name and status class (`2xx`, `4xx`, ...).
-pub fn record_request(
-    metric: &'static str,
-    route: impl Into<metrics::SharedString>,
-    status: u16,
-    elapsed: Duration,
-) {
-    let class = match status / 100 {
+/// A response status's class, as the `status` label of request histograms:
+/// `1xx` .. `5xx`.
+pub fn status_class(status: u16) -> &'static str {
+    match status / 100 {
         1 => "1xx",
         2 => "2xx",
         3 => "3xx",
         4 => "4xx",
         _ => "5xx",
-    };
-    metrics::histogram!(metric, "route" => route, "status" => class).record(elapsed.as_secs_f64());
+    }
 }
 
 /// Times every request of a Rocket service into the histogram `metric`,
@@ -111,11 +105,8 @@ impl Fairing for RequestTimer {
             .route()
             .and_then(|r| r.name.clone())
             .unwrap_or("unmatched".into());
-        record_request(
-            self.metric,
-            route,
-            response.status().code,
-            started.elapsed(),
-        );
+        let class = status_class(response.status().code);
+        metrics::histogram!(self.metric, "route" => route, "status" => class)
+            .record(started.elapsed().as_secs_f64());
     }
 }

@@ -1,6 +1,7 @@
 //! The vote service: a page with one button per option; each click queues a
 //! ballot on the Redis list `votes` for the worker to count.
 
+mod around;
 mod ballot_box;
 mod connection;
 mod form;
@@ -173,7 +174,8 @@ pub async fn serve_on(listener: TcpListener, config: Config) -> Result<(), Stopp
         ballot::shutdown::cancel_on_signal("shutting down: finishing requests in flight");
     tracing::info!("serving on {}", listener.local_addr()?);
     check_redis_settings(&app, config.redis.redis_url, shutdown.clone());
-    server::serve(listener, routes::router(Arc::clone(&app)), shutdown).await;
+    let service = around::Around::new(routes::router(Arc::clone(&app)));
+    server::serve(listener, service, shutdown).await;
     match app.ballot_box.unusable() {
         Some(reason) => Err(Stopped::Unusable(reason.to_string())),
         None => Ok(()),

@@ -1,11 +1,9 @@
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, SET_COOKIE};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
-use axum::middleware::{self, Next};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
@@ -18,8 +16,7 @@ use crate::page::Notice;
 use crate::voter::Voter;
 use crate::App;
 
-/// Every route, and around each request (the 404s too) the security
-/// headers and the request's timing.
+/// Every route; `around` names them the same way for the metrics.
 pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/", get(page).post(vote))
@@ -31,41 +28,7 @@ pub fn router(app: Arc<App>) -> Router {
         // A method a path does not take is as unknown as the path.
         .fallback(not_found)
         .method_not_allowed_fallback(not_found)
-        .layer(middleware::from_fn(around))
         .with_state(app)
-}
-
-/// Each route's name in `vote_http_request_duration_seconds{route}`: the
-/// handler's, as Rocket named routes; `unmatched` for a 404. (GET routes
-/// also answer HEAD.)
-fn route_name(method: &Method, path: &str) -> &'static str {
-    let get = *method == Method::GET || *method == Method::HEAD;
-    match path {
-        "/" if *method == Method::POST => "vote",
-        "/" if get => "page",
-        "/healthz" if get => "healthz",
-        "/readyz" if get => "readyz",
-        "/static/vote.css" if get => "stylesheet",
-        "/favicon.svg" if get => "icon",
-        "/metrics" if get => "metrics",
-        _ => "unmatched",
-    }
-}
-
-/// Around every request: the security headers on its answer, and its
-/// duration by route and status class.
-async fn around(request: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let route = route_name(request.method(), request.uri().path());
-    let mut response = next.run(request).await;
-    crate::shield::add_security_headers(response.headers_mut());
-    ballot::metrics::record_request(
-        "vote_http_request_duration_seconds",
-        route,
-        response.status().as_u16(),
-        started.elapsed(),
-    );
-    response
 }
 
 /// `vote_ballots_total{outcome}`: handles registered once, so counting a
@@ -240,58 +203,4 @@ async fn not_found() -> (StatusCode, Html<&'static str>) {
              <p>Not found. <a href=\"/\">Vote here</a>.</p></html>\n",
         ),
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use tower::ServiceExt;
-
-    fn app() -> Arc<App> {
-        let options = ballot::VoteOptions::defaults();
-        // Nothing listens there: Redis is only asked by /readyz and votes.
-        let ballot_box = crate::BallotBox::new("redis://127.0.0.1:1").unwrap();
-        Arc::new(App::new(options, "host-1".into(), ballot_box))
-    }
-
-    async fn status(router: &Router, method: Method, path: &str) -> StatusCode {
-        let request = Request::builder()
-            .method(method)
-            .uri(path)
-            .body(Body::empty())
-            .unwrap();
-        router.clone().oneshot(request).await.unwrap().status()
-    }
-
-    /// The names the timer gives agree with the routes that answer.
-    #[tokio::test]
-    async fn every_route_has_its_name_and_only_404s_are_unmatched() {
-        let router = router(app());
-        let cases = [
-            (Method::GET, "/", "page"),
-            (Method::HEAD, "/", "page"),
-            (Method::POST, "/", "vote"),
-            (Method::GET, "/healthz", "healthz"),
-            (Method::GET, "/readyz", "readyz"),
-            (Method::GET, "/static/vote.css", "stylesheet"),
-            (Method::GET, "/favicon.svg", "icon"),
-            (Method::GET, "/metrics", "metrics"),
-        ];
-        for (method, path, name) in cases {
-            assert_eq!(route_name(&method, path), name, "{method} {path}");
-            let status = status(&router, method.clone(), path).await;
-            assert_ne!(status, StatusCode::NOT_FOUND, "{method} {path}");
-        }
-        for (method, path) in [
-            (Method::DELETE, "/"),
-            (Method::PUT, "/"),
-            (Method::POST, "/healthz"),
-            (Method::GET, "/healthz/"),
-            (Method::GET, "/nowhere"),
-        ] {
-            assert_eq!(route_name(&method, path), "unmatched", "{method} {path}");
-            let status = status(&router, method.clone(), path).await;
-            assert_eq!(status, StatusCode::NOT_FOUND, "{method} {path}");
-        }
-    }
 }

@@ -3,13 +3,13 @@
 
 use std::time::Duration;
 
-use axum::Router;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+
+use crate::around::Around;
 
 /// A client must send a whole request head within this, or the connection
 /// is closed: half-open connections cannot pile up.
@@ -22,9 +22,9 @@ const GRACE: Duration = Duration::from_secs(5);
 /// does not spin while nothing can be accepted.
 const ACCEPT_RETRY: Duration = Duration::from_millis(50);
 
-/// Serves `router` on `listener` until `shutdown` is cancelled, then stops
+/// Serves `service` on `listener` until `shutdown` is cancelled, then stops
 /// accepting, lets requests in flight finish (up to [`GRACE`]) and returns.
-pub async fn serve(listener: TcpListener, router: Router, shutdown: CancellationToken) {
+pub async fn serve(listener: TcpListener, service: Around, shutdown: CancellationToken) {
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT);
@@ -50,8 +50,7 @@ pub async fn serve(listener: TcpListener, router: Router, shutdown: Cancellation
         }
         // The answer goes out in one write; do not hold it back.
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(router.clone());
-        let connection = http.serve_connection(TokioIo::new(stream), service);
+        let connection = http.serve_connection(TokioIo::new(stream), service.clone());
         let connection = connections.watch(connection);
         tokio::spawn(async move {
             // A client that leaves or misbehaves ends only its connection.
