@@ -12,7 +12,9 @@ use tokio_util::sync::CancellationToken;
 use crate::around::Around;
 
 /// A client must send a whole request head within this, or the connection
-/// is closed: half-open connections cannot pile up.
+/// is closed; hyper also applies it to the wait for a keep-alive
+/// connection's next request. So neither a half-open nor an idle connection
+/// holds a file descriptor for longer.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// After a shutdown is asked for, requests in flight get this long to finish.
