@@ -191,7 +191,7 @@ class Project:
         workspace_binaries = {
             t["name"] for p in metadata["packages"] for t in p["targets"] if "bin" in t["kind"]
         }
-        # Rocket reads ROCKET_* itself (e.g. vote's ROCKET_WORKERS).
+        # Rocket reads ROCKET_* itself (e.g. result's ROCKET_KEEP_ALIVE).
         self.rocket_binaries = {
             t["name"]
             for p in metadata["packages"]

@@ -20,6 +20,9 @@ const SECONDS_BUCKETS: [f64; 14] = [
 const UPKEEP_EVERY: Duration = Duration::from_secs(5);
 
 /// The Prometheus text format's content type.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4";
+
+/// [`CONTENT_TYPE`] for a Rocket response.
 pub fn content_type() -> ContentType {
     ContentType::new("text", "plain").with_params(("version", "0.0.4"))
 }
@@ -65,8 +68,20 @@ impl Metrics {
     }
 }
 
-/// Times every request into the histogram `metric`, labelled by route
-/// name (or `unmatched`) and status class (`2xx`, `4xx`, ...).
+/// A response status's class, as the `status` label of request histograms:
+/// `1xx` .. `5xx`.
+pub fn status_class(status: u16) -> &'static str {
+    match status / 100 {
+        1 => "1xx",
+        2 => "2xx",
+        3 => "3xx",
+        4 => "4xx",
+        _ => "5xx",
+    }
+}
+
+/// Times every request of a Rocket service into the histogram `metric`,
+/// labelled by route name (or `unmatched`) and status class.
 pub struct RequestTimer {
     pub metric: &'static str,
 }
@@ -90,13 +105,7 @@ impl Fairing for RequestTimer {
             .route()
             .and_then(|r| r.name.clone())
             .unwrap_or("unmatched".into());
-        let class = match response.status().code / 100 {
-            1 => "1xx",
-            2 => "2xx",
-            3 => "3xx",
-            4 => "4xx",
-            _ => "5xx",
-        };
+        let class = status_class(response.status().code);
         metrics::histogram!(self.metric, "route" => route, "status" => class)
             .record(started.elapsed().as_secs_f64());
     }

@@ -114,7 +114,7 @@ async fn start_vote(redis: &str) -> u16 {
     let port = free_port();
     let config =
         vote::Config::parse_from(["vote", "--redis-url", redis, "--port", &port.to_string()]);
-    tokio::spawn(vote::rocket(config).launch());
+    tokio::spawn(vote::serve(config));
     wait_for_status(port, "/healthz", 200).await;
     port
 }

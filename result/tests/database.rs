@@ -254,7 +254,7 @@ async fn a_ballot_for_an_option_only_vote_knows_is_counted_and_shown() {
         "--option-c",
         "Fish",
     ]);
-    tokio::spawn(vote::rocket(vote).launch());
+    tokio::spawn(vote::serve(vote));
     wait_for_status(vote_port, "/healthz", 200).await;
     let worker = start_worker(&redis_url, &database_url);
     let result = start_result(&database_url).await;

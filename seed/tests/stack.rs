@@ -53,7 +53,7 @@ impl Stack {
         let (vote_port, result_port) = (free_port().to_string(), free_port().to_string());
         let vote =
             vote::Config::parse_from(["vote", "--redis-url", &redis_url, "--port", &vote_port]);
-        tokio::spawn(vote::rocket(vote).launch());
+        tokio::spawn(vote::serve(vote));
         let result = result::Config::parse_from([
             "result",
             "--database-url",

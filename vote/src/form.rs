@@ -2,20 +2,22 @@
 //! reference's send it, or `multipart/form-data` as `curl -F vote=a` does.
 //! Anything else is refused with a status and a sentence a person can act on.
 
+use axum::body::Body;
+use axum::http::header::CONTENT_TYPE;
+use axum::http::{HeaderMap, StatusCode};
 use ballot::{VoteOption, VoteOptions};
-use rocket::data::{Data, ToByteUnit};
-use rocket::http::{ContentType, RawStr, Status};
-use tokio::io::AsyncReadExt;
+use bytes::Bytes;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 
 /// The form is a few bytes; anything bigger is not from our page.
 pub const MAX_BODY: usize = 1024;
 
 pub struct Refusal {
-    pub status: Status,
+    pub status: StatusCode,
     pub message: String,
 }
 
-fn refuse(status: Status, message: impl Into<String>) -> Refusal {
+fn refuse(status: StatusCode, message: impl Into<String>) -> Refusal {
     Refusal {
         status,
         message: message.into(),
@@ -24,38 +26,29 @@ fn refuse(status: Status, message: impl Into<String>) -> Refusal {
 
 /// The option the form chose, if the request is a well-formed vote.
 pub async fn read_choice<'o>(
-    content_type: Option<&ContentType>,
-    data: Data<'_>,
+    headers: &HeaderMap,
+    body: Body,
     options: &'o VoteOptions,
 ) -> Result<&'o VoteOption, Refusal> {
-    let multipart = match content_type {
-        Some(kind) if kind.is_form() => None,
-        Some(kind) if kind.is_form_data() => Some(boundary(kind)?),
+    let content_type = headers
+        .get(CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok());
+    let media_type = content_type.and_then(|text| text.parse::<mime::Mime>().ok());
+    let multipart = match media_type.as_ref().map(|m| (m.type_(), m.subtype())) {
+        Some((mime::APPLICATION, mime::WWW_FORM_URLENCODED)) => None,
+        Some((mime::MULTIPART, mime::FORM_DATA)) => Some(boundary(content_type.unwrap_or(""))?),
         _ => {
             return Err(refuse(
-                Status::UnsupportedMediaType,
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "Send the vote as a form (application/x-www-form-urlencoded \
                  or multipart/form-data).",
             ))
         }
     };
-    // One byte over the limit tells a body that is too large. (Rocket's
-    // `into_bytes` would zero an 8 KiB copy buffer for these few bytes.)
-    let mut stream = data.open((MAX_BODY + 1).bytes());
-    let mut body = Vec::with_capacity(stream.hint().max(64));
-    stream
-        .read_to_end(&mut body)
-        .await
-        .map_err(|_| refuse(Status::BadRequest, "The form could not be read."))?;
-    if body.len() > MAX_BODY {
-        return Err(refuse(
-            Status::PayloadTooLarge,
-            format!("The form is too large (over {MAX_BODY} bytes)."),
-        ));
-    }
+    let body = read_body(body).await?;
     if body.trim_ascii().is_empty() {
         return Err(refuse(
-            Status::BadRequest,
+            StatusCode::BAD_REQUEST,
             "The form was empty: pick an option.",
         ));
     }
@@ -66,7 +59,7 @@ pub async fn read_choice<'o>(
             .await
             .map_err(|e| {
                 refuse(
-                    Status::BadRequest,
+                    StatusCode::BAD_REQUEST,
                     format!("The form could not be read: {e}."),
                 )
             })?,
@@ -74,14 +67,14 @@ pub async fn read_choice<'o>(
     // Other fields (a submit button's, say) are ignored.
     let [id] = chosen.as_slice() else {
         return Err(refuse(
-            Status::BadRequest,
+            StatusCode::BAD_REQUEST,
             "The form needs exactly one `vote` field: pick an option.",
         ));
     };
     options.get(id).ok_or_else(|| {
         let known: Vec<&str> = options.iter().map(|o| o.id).collect();
         refuse(
-            Status::BadRequest,
+            StatusCode::BAD_REQUEST,
             format!(
                 "There is no option {id:?}; choose one of {}.",
                 known.join(", ")
@@ -90,30 +83,47 @@ pub async fn read_choice<'o>(
     })
 }
 
-fn boundary(content_type: &ContentType) -> Result<String, Refusal> {
-    multer::parse_boundary(content_type.to_string()).map_err(|_| {
+/// The whole body, if it is at most [`MAX_BODY`] bytes.
+async fn read_body(body: Body) -> Result<Bytes, Refusal> {
+    match Limited::new(body, MAX_BODY).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<LengthLimitError>() => Err(refuse(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("The form is too large (over {MAX_BODY} bytes)."),
+        )),
+        Err(_) => Err(refuse(
+            StatusCode::BAD_REQUEST,
+            "The form could not be read.",
+        )),
+    }
+}
+
+fn boundary(content_type: &str) -> Result<String, Refusal> {
+    multer::parse_boundary(content_type).map_err(|_| {
         refuse(
-            Status::BadRequest,
+            StatusCode::BAD_REQUEST,
             "The multipart form has no boundary in its Content-Type.",
         )
     })
 }
 
-/// The values of every `vote` field of `vote=a&submit=go`.
+/// The values of every `vote` field of `vote=a&submit=go`, percent- and
+/// `+`-decoded (bytes that decode to no UTF-8 become U+FFFD).
 fn url_encoded_votes(body: &[u8]) -> Result<Vec<String>, Refusal> {
-    let body = std::str::from_utf8(body)
-        .map_err(|_| refuse(Status::BadRequest, "The form could not be read as text."))?;
-    Ok(body
-        .split('&')
-        .filter_map(|field| {
-            let (name, value) = RawStr::new(field).split_at_byte(b'=');
-            (name.url_decode_lossy() == "vote").then(|| value.url_decode_lossy().into_owned())
-        })
+    if std::str::from_utf8(body).is_err() {
+        return Err(refuse(
+            StatusCode::BAD_REQUEST,
+            "The form could not be read as text.",
+        ));
+    }
+    Ok(form_urlencoded::parse(body)
+        .filter(|(name, _)| name == "vote")
+        .map(|(_, value)| value.into_owned())
         .collect())
 }
 
 /// The values of every `vote` field of a `multipart/form-data` body.
-async fn multipart_votes(body: Vec<u8>, boundary: String) -> multer::Result<Vec<String>> {
+async fn multipart_votes(body: Bytes, boundary: String) -> multer::Result<Vec<String>> {
     let mut form = multer::Multipart::with_reader(std::io::Cursor::new(body), boundary);
     let mut votes = Vec::new();
     while let Some(field) = form.next_field().await? {

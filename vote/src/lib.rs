@@ -1,23 +1,29 @@
 //! The vote service: a page with one button per option; each click queues a
 //! ballot on the Redis list `votes` for the worker to count.
 
+mod around;
 mod ballot_box;
 mod connection;
 mod form;
 mod page;
 mod routes;
+mod server;
 mod shield;
 mod voter;
 
 use std::net::Ipv4Addr;
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 
+use axum::http::HeaderValue;
 use ballot::config::RedisArgs;
 use ballot::options::OptionArgs;
+use bytes::Bytes;
 use clap::Parser;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 
 pub use ballot::healthcheck::Command;
-use rocket::fairing::AdHoc;
 
 pub use ballot_box::BallotBox;
 
@@ -37,8 +43,26 @@ pub struct Config {
     #[command(flatten)]
     pub log: ballot::telemetry::LogArgs,
 
+    /// Threads serving requests. One (the default) runs everything on one
+    /// thread, the cheapest per vote; to use more cores, run more replicas.
+    #[arg(long, env = "WORKER_THREADS", global = true)]
+    pub worker_threads: Option<NonZeroUsize>,
+
+    /// The old name of WORKER_THREADS, from when vote ran on Rocket.
+    #[arg(long, env = "ROCKET_WORKERS", hide = true, global = true)]
+    pub rocket_workers: Option<NonZeroUsize>,
+
     #[command(subcommand)]
     pub command: Option<Command>,
+}
+
+impl Config {
+    /// How many threads serve: `WORKER_THREADS`, else `ROCKET_WORKERS`, else 1.
+    pub fn threads(&self) -> usize {
+        self.worker_threads
+            .or(self.rocket_workers)
+            .map_or(1, NonZeroUsize::get)
+    }
 }
 
 /// What every request handler needs, built once at start.
@@ -49,10 +73,11 @@ pub struct App {
     /// Shown on the page so people can see which replica answered.
     pub hostname: String,
     pub ballot_box: Arc<BallotBox>,
+    metrics: &'static ballot::metrics::Metrics,
     /// Every variant of the page a vote can get, rendered at start.
     pages: page::Pages,
-    /// The `Set-Cookie` line that remembers each option as the choice.
-    choice_cookies: Vec<(&'static str, String)>,
+    /// The `Set-Cookie` value that remembers each option as the choice.
+    choice_cookies: Vec<(&'static str, HeaderValue)>,
     /// `vote_ballots_total` by outcome, registered once.
     outcomes: routes::Outcomes,
 }
@@ -71,6 +96,7 @@ impl App {
             title,
             hostname,
             ballot_box: Arc::new(ballot_box),
+            metrics: ballot::metrics::Metrics::install("vote"),
             pages,
             choice_cookies,
             outcomes: routes::Outcomes::register(),
@@ -78,12 +104,17 @@ impl App {
     }
 
     /// `vote=<id>; HttpOnly; ...` for a configured option id.
-    fn choice_cookie(&self, id: &str) -> &str {
+    fn choice_cookie(&self, id: &str) -> HeaderValue {
         self.choice_cookies
             .iter()
             .find(|(option, _)| *option == id)
-            .map(|(_, line)| line.as_str())
+            .map(|(_, line)| line.clone())
             .expect("only configured options are chosen")
+    }
+
+    /// The page marking `choice` with a fixed `notice`, shared, not copied.
+    fn page(&self, choice: Option<&str>, notice: page::Notice) -> Bytes {
+        self.pages.get(choice, notice).clone()
     }
 }
 
@@ -95,99 +126,75 @@ pub enum Stopped {
     #[error("{0}")]
     Unusable(String),
     #[error("vote stopped: {0}")]
-    Failed(#[from] Box<rocket::Error>),
+    Failed(#[from] std::io::Error),
 }
 
-/// Serves on the runtime `ROCKET_WORKERS` asks for (see [`runtime`]) until
-/// shut down, like `rocket::execute(serve(config))`.
+/// Serves on as many threads as the settings ask for (see [`runtime`])
+/// until shut down.
 pub fn run(config: Config) -> Result<(), Stopped> {
-    match runtime() {
-        Some(runtime) => {
-            let stopped = runtime.block_on(serve(config));
-            // As Rocket's runtime does: tasks still running get half a second.
-            runtime.shutdown_timeout(std::time::Duration::from_millis(500));
-            stopped
-        }
-        None => rocket::execute(serve(config)),
-    }
+    let runtime = runtime(config.threads())?;
+    let stopped = runtime.block_on(serve(config));
+    // Tasks still running (connections past the grace period) are dropped.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(500));
+    stopped
 }
 
-/// One thread runs everything (a tokio current-thread runtime), unless
-/// `ROCKET_WORKERS` asks for more (then Rocket's own multi-thread runtime
-/// with that many worker threads). On one thread a vote's tasks (the
-/// request, Rocket's response body, the Redis connection's I/O) hand over
-/// to each other without waking another thread (an eventfd write and a
-/// futex per hand-over): on 2 cores, 54.6 -> 33.0 us of CPU per vote. To
-/// use more cores, run more replicas or set `ROCKET_WORKERS`.
-fn runtime() -> Option<tokio::runtime::Runtime> {
-    match std::env::var("ROCKET_WORKERS") {
-        Ok(workers) if workers.trim() != "1" => None,
-        _ => Some(
-            tokio::runtime::Builder::new_current_thread()
-                // Rocket (debug builds) warns unless its threads have this name.
-                .thread_name("rocket-worker-thread")
-                .enable_all()
-                .build()
-                .expect("create tokio runtime"),
-        ),
-    }
+/// One thread runs everything (a tokio current-thread runtime) unless more
+/// are asked for. On one thread a vote's tasks (the connection, the Redis
+/// connection's I/O) hand over to each other without waking another thread
+/// (an eventfd write and a futex per hand-over): on 2 cores, under Rocket,
+/// that took the CPU per vote from 54.6 to 33.0 us. To use more cores, run
+/// more replicas or set `WORKER_THREADS`.
+fn runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut builder = if threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        builder.worker_threads(threads);
+        builder
+    };
+    builder.thread_name("vote-worker").enable_all().build()
 }
 
-/// Serves until shut down (SIGTERM, Ctrl-C), or until Redis refuses the
-/// settings themselves.
+/// Serves on all interfaces at the configured port until shut down
+/// (SIGTERM, Ctrl-C), or until Redis refuses the settings themselves.
 pub async fn serve(config: Config) -> Result<(), Stopped> {
-    let rocket = rocket(config).launch().await.map_err(Box::new)?;
-    let app = rocket.state::<App>().expect("managed by rocket()");
+    let listener = TcpListener::bind((Ipv4Addr::UNSPECIFIED, config.port)).await?;
+    serve_on(listener, config).await
+}
+
+/// [`serve`] on a listener already bound.
+pub async fn serve_on(listener: TcpListener, config: Config) -> Result<(), Stopped> {
+    let app = Arc::new(App::new(
+        config.options.options(),
+        hostname(),
+        BallotBox::new(&config.redis.redis_url).expect("REDIS_URL is checked when parsed"),
+    ));
+    let shutdown =
+        ballot::shutdown::cancel_on_signal("shutting down: finishing requests in flight");
+    tracing::info!("serving on {}", listener.local_addr()?);
+    check_redis_settings(&app, config.redis.redis_url, shutdown.clone());
+    let service = around::Around::new(routes::router(Arc::clone(&app)));
+    server::serve(listener, service, shutdown).await;
     match app.ballot_box.unusable() {
         Some(reason) => Err(Stopped::Unusable(reason.to_string())),
         None => Ok(()),
     }
 }
 
-pub fn rocket(config: Config) -> rocket::Rocket<rocket::Build> {
-    let metrics = ballot::metrics::Metrics::install("vote");
-    let app = App::new(
-        config.options.options(),
-        hostname(),
-        BallotBox::new(&config.redis.redis_url).expect("REDIS_URL is checked when parsed"),
-    );
-    let redis_url = config.redis.redis_url;
-    // Rocket's own per-request log lines are costly at high request rates;
-    // tracing (RUST_LOG) carries what matters.
-    let figment = rocket::Config::figment()
-        .merge(("address", Ipv4Addr::UNSPECIFIED))
-        .merge(("port", config.port))
-        .merge(("log_level", rocket::config::LogLevel::Critical));
-    let (shield, security_headers) = shield::fairings();
-    rocket::custom(figment)
-        .attach(shield)
-        .attach(security_headers)
-        .attach(ballot::metrics::RequestTimer {
-            metric: "vote_http_request_duration_seconds",
-        })
-        .manage(app)
-        .manage(metrics)
-        .mount("/", routes::routes())
-        .register("/", routes::catchers())
-        .attach(AdHoc::on_liftoff("REDIS_URL check", |rocket| {
-            Box::pin(check_redis_settings(rocket, redis_url))
-        }))
-}
-
 /// Vote connects to Redis lazily, so that it serves the page through an
 /// outage. Once it serves, this checks in the background that REDIS_URL can
 /// work at all, and shuts the service down if Redis refuses it.
-async fn check_redis_settings(rocket: &rocket::Rocket<rocket::Orbit>, redis_url: String) {
-    let ballot_box = Arc::clone(&rocket.state::<App>().expect("managed").ballot_box);
-    let shutdown = rocket.shutdown();
+fn check_redis_settings(app: &App, redis_url: String, shutdown: CancellationToken) {
+    let ballot_box = Arc::clone(&app.ballot_box);
     tokio::spawn(async move {
         tokio::select! {
             checked = ballot_box.check_settings(&redis_url) => {
                 if checked.is_err() {
-                    shutdown.notify();
+                    shutdown.cancel();
                 }
             }
-            _ = shutdown.clone() => {}
+            _ = shutdown.cancelled() => {}
         }
     });
 }

@@ -9,8 +9,8 @@ fn main() -> ExitCode {
     }
     let log_format = config.log.log_format;
     ballot::telemetry::init_as(log_format);
-    // Rocket 0.5 cannot time out a request head that never ends: each such
-    // connection holds a file descriptor, so allow as many as the system does.
+    // Every connection, idle or slow, holds a file descriptor until it is
+    // closed: allow as many as the system does.
     ballot::limits::raise_open_files_logged();
     match vote::run(config) {
         Ok(()) => ExitCode::SUCCESS,

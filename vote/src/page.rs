@@ -8,6 +8,7 @@
 
 use askama::Template;
 use ballot::VoteOptions;
+use bytes::Bytes;
 
 /// The page with its fixed parts: rendered with a choice and a notice.
 #[derive(Template)]
@@ -67,8 +68,9 @@ pub struct Pages {
     title: String,
     hostname: String,
     /// `rendered[chosen][notice]`: chosen 0 is none, i + 1 the i-th option;
-    /// notice in the order of [`Notice::ALL`].
-    rendered: Vec<[String; 3]>,
+    /// notice in the order of [`Notice::ALL`]. As `Bytes`, so an answer
+    /// shares the page rather than copying it.
+    rendered: Vec<[Bytes; 3]>,
 }
 
 impl Pages {
@@ -81,14 +83,14 @@ impl Pages {
         };
         let chosen = std::iter::once(None).chain(options.iter().map(|o| Some(o.id)));
         pages.rendered = chosen
-            .map(|choice| Notice::ALL.map(|notice| pages.render(choice, notice.text())))
+            .map(|choice| Notice::ALL.map(|notice| pages.render(choice, notice.text()).into()))
             .collect();
         pages
     }
 
     /// The page marking `choice` (an option id; anything else marks none),
     /// with `notice`.
-    pub fn get(&self, choice: Option<&str>, notice: Notice) -> &str {
+    pub fn get(&self, choice: Option<&str>, notice: Notice) -> &Bytes {
         &self.rendered[self.chosen_index(choice)][notice.index()]
     }
 
@@ -142,6 +144,10 @@ mod tests {
         page.contains(&format!("You voted for <strong>{label}</strong>."))
     }
 
+    fn text(page: &Bytes) -> &str {
+        std::str::from_utf8(page).unwrap()
+    }
+
     #[test]
     fn every_cached_variant_is_the_page_rendered_for_it() {
         let options = three_options();
@@ -150,7 +156,7 @@ mod tests {
         for choice in choices {
             for notice in Notice::ALL {
                 assert_eq!(
-                    pages.get(choice, notice),
+                    *pages.get(choice, notice),
                     pages.render(choice, notice.text()),
                     "{choice:?} {notice:?}"
                 );
@@ -162,19 +168,19 @@ mod tests {
     fn the_cached_pages_mark_the_choice_and_show_the_notice() {
         let pages = Pages::new(&three_options(), "Cats vs Dogs vs Fish!", "host-1");
         for (choice, label) in [("a", "Cats"), ("b", "Dogs")] {
-            let page = pages.get(Some(choice), Notice::None);
+            let page = text(pages.get(Some(choice), Notice::None));
             assert!(marks(page, label), "{page}");
             assert_eq!(page.matches(r#"aria-pressed="true""#).count(), 1, "{page}");
             assert!(!page.contains(r#"role="alert""#), "{page}");
         }
         // Labels are escaped, in the mark as on the button.
-        let fish = pages.get(Some("c"), Notice::None);
+        let fish = text(pages.get(Some("c"), Notice::None));
         assert!(
             marks(fish, "Fish &#60;&#38;&#62; &#34;Chips&#34;"),
             "{fish}"
         );
 
-        let none = pages.get(None, Notice::None);
+        let none = text(pages.get(None, Notice::None));
         assert!(none.contains("Tap an option to vote."), "{none}");
         assert!(!none.contains(r#"aria-pressed="true""#), "{none}");
         assert!(none.contains("<code>host-1</code>"), "{none}");
@@ -183,10 +189,10 @@ mod tests {
             "{none}"
         );
 
-        let refused = pages.get(Some("b"), Notice::NotRecorded);
+        let refused = text(pages.get(Some("b"), Notice::NotRecorded));
         assert!(marks(refused, "Dogs"), "{refused}");
         assert!(refused.contains("Your vote was not recorded"), "{refused}");
-        let unconfirmed = pages.get(None, Notice::Unconfirmed);
+        let unconfirmed = text(pages.get(None, Notice::Unconfirmed));
         assert!(
             unconfirmed.contains("Voting again is safe"),
             "{unconfirmed}"

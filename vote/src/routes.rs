@@ -1,22 +1,34 @@
-use std::borrow::Cow;
-use std::io::Cursor;
+use std::sync::Arc;
 
-use rocket::data::Data;
-use rocket::http::{ContentType, Header, Status};
-use rocket::response::content::RawHtml;
-use rocket::response::{self, Responder};
-use rocket::{catch, catchers, get, post, routes, Catcher, Request, Response, Route, State};
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, SET_COOKIE};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use bytes::Bytes;
 
 use ::metrics::Counter;
-use ballot::metrics::Metrics;
 
 use crate::form::{read_choice, Refusal};
 use crate::page::Notice;
 use crate::voter::Voter;
 use crate::App;
 
-pub fn routes() -> Vec<Route> {
-    routes![page, vote, healthz, readyz, stylesheet, icon, metrics]
+/// Every route; `around` names them the same way for the metrics.
+pub fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/", get(page).post(vote))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/static/vote.css", get(stylesheet))
+        .route("/favicon.svg", get(icon))
+        .route("/metrics", get(metrics))
+        // A method a path does not take is as unknown as the path.
+        .fallback(not_found)
+        .method_not_allowed_fallback(not_found)
+        .with_state(app)
 }
 
 /// `vote_ballots_total{outcome}`: handles registered once, so counting a
@@ -46,32 +58,21 @@ impl Outcomes {
     }
 }
 
-#[get("/metrics")]
-fn metrics(metrics: &State<&'static Metrics>) -> (ContentType, String) {
-    (ballot::metrics::content_type(), metrics.render())
+async fn metrics(State(app): State<Arc<App>>) -> Response {
+    let kind = HeaderValue::from_static(ballot::metrics::CONTENT_TYPE);
+    ([(CONTENT_TYPE, kind)], app.metrics.render()).into_response()
 }
 
-pub fn catchers() -> Vec<Catcher> {
-    catchers![not_found]
+async fn page(State(app): State<Arc<App>>, request: Request) -> Response {
+    let voter = Voter::from_headers(request.headers());
+    let page = app.page(voter.choice, Notice::None);
+    answer(StatusCode::OK, page, [voter.id_cookie(), None])
 }
 
-#[get("/")]
-fn page<'r>(app: &'r State<App>, voter: Voter<'r>) -> Answer<'r> {
-    Answer {
-        status: Status::Ok,
-        page: Cow::Borrowed(app.pages.get(voter.choice, Notice::None)),
-        cookies: [voter.id_cookie().map(Cow::Owned), None],
-    }
-}
-
-#[post("/", data = "<form>")]
-async fn vote<'r>(
-    app: &'r State<App>,
-    voter: Voter<'r>,
-    content_type: Option<&ContentType>,
-    form: Data<'_>,
-) -> Answer<'r> {
-    let cast = cast(app, &voter, content_type, form).await;
+async fn vote(State(app): State<Arc<App>>, request: Request) -> Response {
+    let (request, body) = request.into_parts();
+    let voter = Voter::from_headers(&request.headers);
+    let cast = cast(&app, &voter, &request.headers, body).await;
     let outcomes = &app.outcomes;
     // Every vote ends here, once: the place to count them by outcome.
     let (status, page, choice_cookie) = match cast {
@@ -79,9 +80,9 @@ async fn vote<'r>(
         Cast::Queued(option) => {
             outcomes.queued.increment(1);
             (
-                Status::Ok,
-                Cow::Borrowed(app.pages.get(Some(option), Notice::None)),
-                Some(Cow::Borrowed(app.choice_cookie(option))),
+                StatusCode::OK,
+                app.page(Some(option), Notice::None),
+                Some(app.choice_cookie(option)),
             )
         }
         // Say "not recorded" only when it is certain; the page keeps
@@ -89,33 +90,26 @@ async fn vote<'r>(
         Cast::NotRecorded => {
             outcomes.refused.increment(1);
             (
-                Status::ServiceUnavailable,
-                Cow::Borrowed(app.pages.get(voter.choice, Notice::NotRecorded)),
+                StatusCode::SERVICE_UNAVAILABLE,
+                app.page(voter.choice, Notice::NotRecorded),
                 None,
             )
         }
         Cast::Unconfirmed => {
             outcomes.unknown.increment(1);
             (
-                Status::GatewayTimeout,
-                Cow::Borrowed(app.pages.get(voter.choice, Notice::Unconfirmed)),
+                StatusCode::GATEWAY_TIMEOUT,
+                app.page(voter.choice, Notice::Unconfirmed),
                 None,
             )
         }
         Cast::Refused(refusal) => {
             outcomes.invalid.increment(1);
-            (
-                refusal.status,
-                Cow::Owned(app.pages.with_notice(voter.choice, &refusal.message)),
-                None,
-            )
+            let page = app.pages.with_notice(voter.choice, &refusal.message);
+            (refusal.status, page.into(), None)
         }
     };
-    Answer {
-        status,
-        page,
-        cookies: [voter.id_cookie().map(Cow::Owned), choice_cookie],
-    }
+    answer(status, page, [voter.id_cookie(), choice_cookie])
 }
 
 /// What became of one `POST /`.
@@ -130,13 +124,8 @@ enum Cast {
     Unconfirmed,
 }
 
-async fn cast(
-    app: &App,
-    voter: &Voter<'_>,
-    content_type: Option<&ContentType>,
-    form: Data<'_>,
-) -> Cast {
-    let option = match read_choice(content_type, form, &app.options).await {
+async fn cast(app: &App, voter: &Voter, headers: &HeaderMap, body: Body) -> Cast {
+    let option = match read_choice(headers, body, &app.options).await {
         Ok(option) => option.id,
         Err(refusal) => return Cast::Refused(refusal),
     };
@@ -153,75 +142,65 @@ async fn cast(
     }
 }
 
-/// The vote page with a status and up to two `Set-Cookie` lines (a new
-/// voter's id, a queued choice), built without copying the page.
-struct Answer<'r> {
-    status: Status,
-    page: Cow<'r, str>,
-    cookies: [Option<Cow<'r, str>>; 2],
-}
+const HTML: HeaderValue = HeaderValue::from_static("text/html; charset=utf-8");
 
-impl<'r> Responder<'r, 'r> for Answer<'r> {
-    fn respond_to(self, _: &'r Request<'_>) -> response::Result<'r> {
-        let mut response = Response::build();
-        response.status(self.status).header(ContentType::HTML);
-        for cookie in self.cookies.into_iter().flatten() {
-            response.raw_header_adjoin("Set-Cookie", cookie);
-        }
-        match self.page {
-            Cow::Borrowed(page) => response.sized_body(page.len(), Cursor::new(page)),
-            Cow::Owned(page) => response.sized_body(page.len(), Cursor::new(page)),
-        };
-        response.ok()
+/// The vote page with a status and up to two `Set-Cookie` lines (a new
+/// voter's id, a queued choice).
+fn answer(status: StatusCode, page: Bytes, cookies: [Option<HeaderValue>; 2]) -> Response {
+    let mut response = Response::new(Body::from(page));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HTML);
+    for cookie in cookies.into_iter().flatten() {
+        headers.append(SET_COOKIE, cookie);
     }
+    response
 }
 
 /// Alive: answers while the process serves.
-#[get("/healthz")]
-fn healthz() -> &'static str {
+async fn healthz() -> &'static str {
     "ok\n"
 }
 
 /// Ready: answers 200 only while Redis does, so no votes are sent here in vain.
-#[get("/readyz")]
-async fn readyz(app: &State<App>) -> (Status, String) {
+async fn readyz(State(app): State<Arc<App>>) -> (StatusCode, String) {
     match app.ballot_box.ping().await {
-        Ok(()) => (Status::Ok, "ready\n".into()),
-        Err(e) => (Status::ServiceUnavailable, format!("not ready: {e}\n")),
+        Ok(()) => (StatusCode::OK, "ready\n".into()),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {e}\n")),
     }
 }
 
 /// A file compiled into the binary, so the image needs nothing beside it.
-#[derive(Responder)]
-struct Asset {
-    body: (ContentType, &'static str),
-    cache: Header<'static>,
+fn asset(kind: &'static str, body: &'static str) -> Response {
+    let headers = [
+        (CONTENT_TYPE, HeaderValue::from_static(kind)),
+        (
+            CACHE_CONTROL,
+            HeaderValue::from_static("public, max-age=86400"),
+        ),
+    ];
+    (headers, body).into_response()
 }
 
-fn asset(kind: ContentType, body: &'static str) -> Asset {
-    Asset {
-        body: (kind, body),
-        cache: Header::new("Cache-Control", "public, max-age=86400"),
-    }
+async fn stylesheet() -> Response {
+    asset(
+        "text/css; charset=utf-8",
+        include_str!("../static/vote.css"),
+    )
 }
 
-#[get("/static/vote.css")]
-fn stylesheet() -> Asset {
-    asset(ContentType::CSS, include_str!("../static/vote.css"))
+async fn icon() -> Response {
+    asset("image/svg+xml", include_str!("../static/favicon.svg"))
 }
 
-#[get("/favicon.svg")]
-fn icon() -> Asset {
-    asset(ContentType::SVG, include_str!("../static/favicon.svg"))
-}
-
-/// Any path the service does not serve. Rocket logs each such request at
-/// ERROR and WARN under the target `rocket::server::_`, which the default log
-/// filter (ballot::telemetry) leaves out, so scanners do not flood the log.
-#[catch(404)]
-fn not_found() -> RawHtml<&'static str> {
-    RawHtml(
-        "<!doctype html><html lang=\"en\"><meta charset=\"utf-8\"><title>Not found</title>\
-         <p>Not found. <a href=\"/\">Vote here</a>.</p></html>\n",
+/// Any path (or method) the service does not serve. Not logged, so
+/// scanners do not flood the log.
+async fn not_found() -> (StatusCode, Html<&'static str>) {
+    (
+        StatusCode::NOT_FOUND,
+        Html(
+            "<!doctype html><html lang=\"en\"><meta charset=\"utf-8\"><title>Not found</title>\
+             <p>Not found. <a href=\"/\">Vote here</a>.</p></html>\n",
+        ),
     )
 }

@@ -1,14 +1,16 @@
 //! Who is voting: the `voter_id` cookie, and the `vote` cookie that remembers
 //! their last choice so the page can mark it (Redis is write-only for us).
 //!
-//! Both are set as ready-made `Set-Cookie` lines ([`set_cookie`]) rather than
-//! through Rocket's cookie jar, which would format each one again per response.
+//! Both are set as ready-made `Set-Cookie` lines ([`set_cookie`]); the
+//! request's `Cookie` headers are read with the `cookie` crate, percent-
+//! decoded, as Rocket read them.
 
-use std::borrow::Cow;
 use std::fmt::Write;
 
+use axum::http::header::COOKIE;
+use axum::http::{HeaderMap, HeaderValue};
 use ballot::options::OPTION_IDS;
-use rocket::request::{FromRequest, Outcome, Request};
+use cookie::Cookie;
 
 pub const VOTER_ID: &str = "voter_id";
 pub const CHOICE: &str = "vote";
@@ -18,8 +20,8 @@ pub const CHOICE: &str = "vote";
 /// their embedded requests.
 const ATTRIBUTES: &str = "; HttpOnly; SameSite=Lax; Path=/; Max-Age=31536000";
 
-pub struct Voter<'r> {
-    pub id: Cow<'r, str>,
+pub struct Voter {
+    pub id: String,
     /// True when the request carried no well-formed id: `id` is new and the
     /// answer must set it.
     pub new: bool,
@@ -27,43 +29,55 @@ pub struct Voter<'r> {
     pub choice: Option<&'static str>,
 }
 
-impl Voter<'_> {
-    /// The `Set-Cookie` line that gives a new voter their id.
-    pub fn id_cookie(&self) -> Option<String> {
+impl Voter {
+    /// The voter a request's cookies name. Never fails: a voter without a
+    /// well-formed id gets a new one.
+    pub fn from_headers(headers: &HeaderMap) -> Voter {
+        let (mut id, mut choice) = (None, None);
+        // Of cookies named twice, the last counts.
+        for cookie in cookies(headers) {
+            match cookie.name() {
+                VOTER_ID => id = Some(cookie),
+                CHOICE => choice = Some(cookie),
+                _ => {}
+            }
+        }
+        let (id, new) = match id {
+            Some(id) if is_voter_id(id.value()) => (id.value().to_string(), false),
+            _ => (new_voter_id(), true),
+        };
+        // Only an option id can be marked; anything else is no choice.
+        let choice = choice.and_then(|c| OPTION_IDS.iter().find(|&&id| id == c.value()).copied());
+        Voter { id, new, choice }
+    }
+
+    /// The `Set-Cookie` value that gives a new voter their id.
+    pub fn id_cookie(&self) -> Option<HeaderValue> {
         self.new.then(|| set_cookie(VOTER_ID, &self.id))
     }
 }
 
-#[rocket::async_trait]
-impl<'r> FromRequest<'r> for Voter<'r> {
-    type Error = std::convert::Infallible;
-
-    /// Never fails: a voter without a well-formed id gets a new one.
-    async fn from_request(request: &'r Request<'_>) -> Outcome<Self, Self::Error> {
-        let cookies = request.cookies();
-        let (id, new) = match cookies.get(VOTER_ID).map(|c| c.value()) {
-            Some(id) if is_voter_id(id) => (Cow::Borrowed(id), false),
-            _ => (Cow::Owned(new_voter_id()), true),
-        };
-        // Only an option id can be marked; anything else is no choice.
-        let choice = cookies
-            .get(CHOICE)
-            .and_then(|c| OPTION_IDS.iter().find(|&&id| id == c.value()))
-            .copied();
-        Outcome::Success(Voter { id, new, choice })
-    }
+/// Every cookie of every `Cookie` header; headers that are not text and
+/// pairs that do not parse are skipped.
+fn cookies(headers: &HeaderMap) -> impl Iterator<Item = Cookie<'_>> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|header| header.to_str().ok())
+        .flat_map(Cookie::split_parse_encoded)
+        .filter_map(Result::ok)
 }
 
 /// The value of a `Set-Cookie` header for a lasting cookie, as the `cookie`
 /// crate writes it: `vote=a; HttpOnly; SameSite=Lax; Path=/; Max-Age=31536000`.
 /// `value` must be cookie-safe (ids and option ids are).
-pub fn set_cookie(name: &str, value: &str) -> String {
+pub fn set_cookie(name: &str, value: &str) -> HeaderValue {
     let mut line = String::with_capacity(name.len() + 1 + value.len() + ATTRIBUTES.len());
     line.push_str(name);
     line.push('=');
     line.push_str(value);
     line.push_str(ATTRIBUTES);
-    line
+    HeaderValue::try_from(line).expect("cookie names and values are header-safe")
 }
 
 /// 128 random bits as 32 lowercase hex digits.
@@ -87,8 +101,8 @@ pub fn is_voter_id(value: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rocket::http::{Cookie, SameSite};
-    use rocket::time::Duration;
+    use cookie::time::Duration;
+    use cookie::SameSite;
 
     #[test]
     fn new_ids_are_well_formed_and_distinct() {
@@ -96,6 +110,41 @@ mod tests {
         assert!(is_voter_id(&a) && is_voter_id(&b), "{a} {b}");
         assert_eq!((a.len(), b.len()), (32, 32));
         assert_ne!(a, b);
+    }
+
+    fn voter(cookies: &[&str]) -> Voter {
+        let mut headers = HeaderMap::new();
+        for line in cookies {
+            headers.append(COOKIE, HeaderValue::from_str(line).unwrap());
+        }
+        Voter::from_headers(&headers)
+    }
+
+    #[test]
+    fn the_cookies_name_the_voter_and_their_choice() {
+        let known = voter(&["theme=dark; voter_id=42ea16b298bc356", "vote=b"]);
+        assert_eq!(known.id, "42ea16b298bc356");
+        assert!(!known.new);
+        assert_eq!(known.choice, Some("b"));
+        // Percent-decoded, as Rocket read cookies; the last of two counts.
+        let decoded = voter(&["voter_id=first; voter_id=A%2Db%5F9; vote=%61"]);
+        assert_eq!((decoded.id.as_str(), decoded.new), ("A-b_9", false));
+        assert_eq!(decoded.choice, Some("a"));
+    }
+
+    #[test]
+    fn a_voter_without_a_well_formed_id_gets_a_new_one() {
+        for cookies in [&[][..], &["voter_id=../../etc; vote=z"], &["voter_id="]] {
+            let new = voter(cookies);
+            assert!(new.new && new.id.len() == 32, "{cookies:?}: {}", new.id);
+            assert_eq!(new.choice, None, "{cookies:?}");
+            assert_eq!(
+                new.id_cookie().unwrap(),
+                set_cookie(VOTER_ID, &new.id),
+                "{cookies:?}"
+            );
+        }
+        assert_eq!(voter(&["voter_id=7"]).id_cookie(), None);
     }
 
     #[test]
@@ -112,7 +161,8 @@ mod tests {
         }
     }
 
-    /// The line is the one Rocket's cookie jar wrote for the same cookie.
+    /// The line is the one the `cookie` crate (Rocket's cookie jar, before)
+    /// writes for the same cookie.
     #[test]
     fn set_cookie_lines_are_those_of_the_cookie_crate() {
         for (name, value) in [(VOTER_ID, new_voter_id().as_str()), (CHOICE, "h")] {
@@ -123,7 +173,7 @@ mod tests {
                 .max_age(Duration::days(365))
                 .build()
                 .to_string();
-            assert_eq!(set_cookie(name, value), jar_line);
+            assert_eq!(set_cookie(name, value), jar_line.as_str());
         }
     }
 }

@@ -31,7 +31,7 @@ impl Vote {
         let port_arg = port.to_string();
         let mut args = vec!["vote", "--redis-url", redis_url, "--port", &port_arg];
         args.extend_from_slice(extra);
-        tokio::spawn(vote::rocket(vote::Config::parse_from(args)).launch());
+        tokio::spawn(vote::serve(vote::Config::parse_from(args)));
         let deadline = Instant::now() + Duration::from_secs(10);
         while tokio::net::TcpStream::connect(("127.0.0.1", port))
             .await
