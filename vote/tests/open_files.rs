@@ -1,8 +1,8 @@
 //! The vote binary started with a soft open-file limit of 1,024 under a
 //! higher hard one, as Docker and systemd start services: connections that
-//! begin a request and never finish it must not lock voters out. Rocket 0.5
-//! has no request-head timeout, so it holds each such connection (and its
-//! file descriptor) for as long as the client likes.
+//! begin a request and never finish it must not lock voters out. Vote holds
+//! each such connection (and its file descriptor) until its request-head
+//! timeout, 10 s, cuts it.
 
 mod support;
 
@@ -52,4 +52,28 @@ async fn half_open_connections_past_the_soft_limit_lock_no_voter_out() {
     // The service first: each connection closed under it could log a line.
     drop(vote);
     drop(held);
+}
+
+#[tokio::test]
+async fn a_request_head_not_finished_within_10_s_is_cut() {
+    let port = free_port();
+    let _vote = Running::start(
+        vote_command(&[], port, &Redis::shared().fresh_db_url()),
+        port,
+    );
+    let held = hold_half_open(port, 1, b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\n");
+    let started = Instant::now();
+    let mut stream = held.into_iter().next().unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
+    let mut answer = Vec::new();
+    // Closed by vote: read returns at end of file (hyper may answer 408 first).
+    std::io::Read::read_to_end(&mut stream, &mut answer).expect("cut, not left open");
+    let after = started.elapsed();
+    assert!(
+        (Duration::from_secs(9)..Duration::from_secs(13)).contains(&after),
+        "cut after {after:?}, expected about 10 s; answer: {:?}",
+        String::from_utf8_lossy(&answer)
+    );
 }
