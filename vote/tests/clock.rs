@@ -7,9 +7,8 @@ mod support;
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use ballot::{Ballot, VoteOptions};
 use clap::Parser;
-use support::{queued, vote_command, Running, Vote};
+use support::{queued, queued_ballots, vote_command, Running, Vote};
 use test_servers::{free_port, Postgres, Redis};
 use tokio_util::sync::CancellationToken;
 
@@ -34,19 +33,15 @@ async fn a_later_vote_wins_over_one_from_a_host_whose_clock_runs_30s_ahead() {
     let later = Vote::at(normal.port).vote("b", Some(&cookie)).await;
     assert_eq!(later.status, 200, "{}", later.body);
 
-    let entries = queued(&redis).await;
-    let ballots: Vec<Ballot> = entries
-        .iter()
-        .map(|raw| Ballot::parse(raw.as_bytes(), &VoteOptions::defaults()).unwrap())
-        .collect();
-    assert_eq!(ballots.len(), 2, "{entries:?}");
+    let ballots = queued_ballots(&redis).await;
+    assert_eq!(ballots.len(), 2, "{ballots:?}");
     assert_eq!(
         (ballots[0].vote.as_str(), ballots[1].vote.as_str()),
         ("a", "b")
     );
     assert!(
         ballots[0].cast_at < ballots[1].cast_at,
-        "the later ballot must carry the later stamp: {entries:?}"
+        "the later ballot must carry the later stamp: {ballots:?}"
     );
 
     let shutdown = CancellationToken::new();

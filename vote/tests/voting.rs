@@ -2,8 +2,7 @@
 
 mod support;
 
-use ballot::{Ballot, VoteOptions};
-use support::{queued, Page, Vote, FORM};
+use support::{queued, queued_ballots, Page, Vote, FORM};
 use test_servers::Redis;
 
 async fn started() -> (String, Vote) {
@@ -107,8 +106,7 @@ async fn malformed_voter_cookie_is_replaced() {
     assert_eq!(page.status, 200);
     let id = page.cookie_value("voter_id").expect("a new voter_id");
     assert_ne!(id, "../../etc");
-    let ballot = Ballot::parse(queued(&url).await[0].as_bytes(), &VoteOptions::defaults());
-    assert_eq!(ballot.unwrap().voter_id, id);
+    assert_eq!(queued_ballots(&url).await[0].voter_id, id);
 }
 
 #[tokio::test]
@@ -125,11 +123,10 @@ async fn voter_ids_from_the_reference_app_and_other_clients_are_kept() {
         assert_eq!(page.status, 200, "{id}: {}", page.body);
         assert_eq!(page.set_cookie("voter_id"), None, "{id} was replaced");
     }
-    let options = VoteOptions::defaults();
-    let queued_ids: Vec<String> = queued(&url)
+    let queued_ids: Vec<String> = queued_ballots(&url)
         .await
-        .iter()
-        .map(|raw| Ballot::parse(raw.as_bytes(), &options).unwrap().voter_id)
+        .into_iter()
+        .map(|ballot| ballot.voter_id)
         .collect();
     assert_eq!(queued_ids, kept);
 
@@ -185,12 +182,7 @@ async fn voting_again_queues_a_newer_ballot_from_the_same_voter() {
     assert_eq!(changed.status, 200);
     changed.assert_marks("Dogs");
 
-    let options = VoteOptions::defaults();
-    let ballots: Vec<Ballot> = queued(&url)
-        .await
-        .iter()
-        .map(|raw| Ballot::parse(raw.as_bytes(), &options).unwrap())
-        .collect();
+    let ballots = queued_ballots(&url).await;
     assert_eq!(ballots.len(), 2);
     assert!(ballots
         .iter()
@@ -218,16 +210,10 @@ async fn ballots_are_stamped_by_the_queue_clock_which_never_runs_backwards() {
     assert_eq!(vote.vote("a", None).await.status, 200);
     assert_eq!(vote.vote("b", None).await.status, 200);
 
-    let options = VoteOptions::defaults();
-    let stamps: Vec<i64> = queued(&url)
+    let stamps: Vec<i64> = queued_ballots(&url)
         .await
         .iter()
-        .map(|raw| {
-            Ballot::parse(raw.as_bytes(), &options)
-                .unwrap()
-                .cast_at
-                .unwrap()
-        })
+        .map(|ballot| ballot.cast_at.unwrap())
         .collect();
     assert_eq!(stamps, [ahead + 1, ahead + 2]);
     let clock: i64 = redis::cmd("GET")
@@ -314,12 +300,7 @@ async fn a_multipart_form_is_a_vote_like_the_urlencoded_one() {
     let garbled = vote.post(&content_type, b"vote=a", None).await;
     assert_eq!(garbled.status, 400, "{}", garbled.body);
 
-    let options = VoteOptions::defaults();
-    let ballots: Vec<Ballot> = queued(&url)
-        .await
-        .iter()
-        .map(|raw| Ballot::parse(raw.as_bytes(), &options).unwrap())
-        .collect();
+    let ballots = queued_ballots(&url).await;
     assert_eq!(ballots.len(), 2, "only the two valid votes are queued");
     assert_eq!(ballots[0].voter_id, "42ea16b298bc356");
     assert_eq!(

@@ -129,6 +129,17 @@ pub async fn queued(redis_url: &str) -> Vec<String> {
         .unwrap()
 }
 
+/// Every ballot on the `votes` list, oldest first, parsed with the default
+/// options (a test fails on one that does not parse).
+pub async fn queued_ballots(redis_url: &str) -> Vec<ballot::Ballot> {
+    let options = ballot::VoteOptions::defaults();
+    queued(redis_url)
+        .await
+        .iter()
+        .map(|raw| ballot::Ballot::parse(raw.as_bytes(), &options).expect("a queued ballot"))
+        .collect()
+}
+
 /// Every entry on the `votes` list, oldest first, without an async runtime.
 pub fn queued_blocking(redis_url: &str) -> Vec<String> {
     let client = redis::Client::open(redis_url).unwrap();
