@@ -9,12 +9,14 @@ mod share;
 use ballot::config::DatabaseArgs;
 use ballot::options::OptionArgs;
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use clap::Parser;
 
 pub use ballot::healthcheck::Command;
 use rocket::fairing::AdHoc;
 use tokio::sync::watch;
+use tokio_util::task::TaskTracker;
 
 pub use feed::{Feed, Published};
 pub use share::{percentages, total_text};
@@ -35,8 +37,6 @@ pub struct Config {
     pub log: ballot::telemetry::LogArgs,
 }
 
-/// The service, ready to launch on 0.0.0.0:PORT. The tally feed starts at
-/// liftoff and stops at shutdown.
 /// Set when DATABASE_URL turned out never to work: the one line that says
 /// so. The service shuts down; `main` prints it and exits non-zero.
 #[derive(Default)]
@@ -48,6 +48,41 @@ impl Unusable {
     }
 }
 
+/// The websocket clients' tasks: at shutdown each sends its close frame
+/// (1001, "shutting down"), and `close_sockets` waits for them to.
+#[derive(Clone, Default)]
+pub struct Sockets(TaskTracker);
+
+impl Sockets {
+    pub(crate) fn spawn(&self, socket: impl std::future::Future<Output = ()> + Send + 'static) {
+        self.0.spawn(socket);
+    }
+}
+
+/// How long, once Rocket has stopped, the websockets get to say goodbye.
+const SOCKETS_CLOSE_WITHIN: Duration = Duration::from_secs(2);
+
+/// After `launch` has returned: waits (at most [`SOCKETS_CLOSE_WITHIN`])
+/// until every websocket has sent its close frame and ended, so that no
+/// client is cut off without one when the process exits.
+pub async fn close_sockets(rocket: &rocket::Rocket<rocket::Ignite>) {
+    let Some(Sockets(sockets)) = rocket.state::<Sockets>() else {
+        return;
+    };
+    sockets.close();
+    if tokio::time::timeout(SOCKETS_CLOSE_WITHIN, sockets.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            left = sockets.len(),
+            "websockets not closed within {SOCKETS_CLOSE_WITHIN:?}; exiting anyway"
+        );
+    }
+}
+
+/// The service, ready to launch on 0.0.0.0:PORT. The tally feed starts at
+/// liftoff and stops at shutdown.
 pub fn rocket(config: Config) -> rocket::Rocket<rocket::Build> {
     let options = config.options.options();
     let (sender, receiver) = watch::channel(Feed::default());
@@ -65,6 +100,7 @@ pub fn rocket(config: Config) -> rocket::Rocket<rocket::Build> {
         .manage(receiver)
         .manage(options)
         .manage(Unusable::default())
+        .manage(Sockets::default())
         .manage(metrics)
         .attach(ballot::metrics::RequestTimer {
             metric: "result_http_request_duration_seconds",

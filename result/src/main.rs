@@ -15,13 +15,16 @@ async fn main() -> ExitCode {
     // everyone out.
     ballot::limits::raise_open_files_logged();
     match result::rocket(config).launch().await {
-        Ok(rocket) => match rocket.state::<result::Unusable>().and_then(|u| u.line()) {
-            Some(line) => {
-                ballot::telemetry::fatal(log_format, "result", &line);
-                ExitCode::from(2)
+        Ok(rocket) => {
+            result::close_sockets(&rocket).await;
+            match rocket.state::<result::Unusable>().and_then(|u| u.line()) {
+                Some(line) => {
+                    ballot::telemetry::fatal(log_format, "result", &line);
+                    ExitCode::from(2)
+                }
+                None => ExitCode::SUCCESS,
             }
-            None => ExitCode::SUCCESS,
-        },
+        }
         Err(error) => {
             ballot::telemetry::fatal(log_format, "result", &error);
             ExitCode::FAILURE

@@ -19,6 +19,7 @@ use tokio::time::timeout;
 
 use crate::feed::{Feed, Published};
 use crate::page::ResultsPage;
+use crate::Sockets;
 
 /// A client whose socket cannot take a whole message within this long is
 /// dropped: it has stopped reading, and the kernel's buffers are full.
@@ -87,6 +88,7 @@ fn tally(feed: &State<watch::Receiver<Feed>>) -> Result<(ContentType, String), U
 fn socket(
     ws: WebSocket,
     feed: &State<watch::Receiver<Feed>>,
+    sockets: &State<Sockets>,
     shutdown: Shutdown,
 ) -> Result<Channel<'static>, Unavailable> {
     current(feed).ok_or(DATABASE_DOWN)?;
@@ -100,11 +102,12 @@ fn socket(
         max_write_buffer_size: MAX_UNSENT,
         ..Default::default()
     };
+    let sockets = sockets.inner().clone();
     Ok(ws.config(config).channel(move |stream| {
         // Rocket holds the upgrade request, and the 16 KiB buffer it was
         // read into, until this future ends: a task of our own per socket
         // lets them go, halving the memory each client costs.
-        tokio::spawn(async move {
+        sockets.spawn(async move {
             let _connected = Connected::count();
             if let Err(error) = stream_tallies(stream, feed, shutdown).await {
                 tracing::debug!(%error, "websocket client dropped");

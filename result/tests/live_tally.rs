@@ -363,3 +363,31 @@ fn server_side(server_port: u16, client_port: u16) -> Option<(u8, u64)> {
         Some((state, send_queue))
     })
 }
+
+/// A stop (SIGTERM, as Docker and Kubernetes send) says goodbye to every
+/// client: each socket gets a close frame, 1001 "going away", so browsers
+/// reconnect at once (through the edge, to another replica), and the
+/// process exits 0.
+#[tokio::test]
+async fn on_sigterm_every_websocket_is_told_the_service_is_going_away() {
+    let url = Postgres::shared().fresh_database();
+    ballot::schema::migrate(&db(&url).await).await.unwrap();
+    let mut result = ResultProcess::start(&url, |_| {}).await;
+    let mut sockets = Vec::new();
+    // Enough that, without the wait for them, some are cut off unclosed.
+    for _ in 0..300 {
+        let mut socket = connect(result.port).await;
+        next_tally(&mut socket).await;
+        sockets.push(socket);
+    }
+
+    let status = result.terminate(PATIENCE);
+    assert!(status.success(), "result exited with {status}");
+    for (n, mut socket) in sockets.into_iter().enumerate() {
+        let frame = match tokio::time::timeout(PATIENCE, socket.next()).await {
+            Ok(Some(Ok(Message::Close(Some(frame))))) => frame,
+            other => panic!("socket {n}: no close frame but {other:?}"),
+        };
+        assert_eq!(u16::from(frame.code), 1001, "socket {n}: {frame:?}");
+    }
+}

@@ -161,6 +161,23 @@ impl ResultProcess {
         self.child.id()
     }
 
+    /// Sends SIGTERM and waits (up to `limit`) for the process to exit.
+    pub fn terminate(&mut self, limit: Duration) -> std::process::ExitStatus {
+        // SAFETY: a signal to our own child, which has not been waited for.
+        assert_eq!(unsafe { libc::kill(self.pid() as i32, libc::SIGTERM) }, 0);
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait for result") {
+                return status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "result still running {limit:?} after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// A size field of /proc/<pid>/status, such as "VmRSS:" (resident now)
     /// or "VmHWM:" (the most it has been resident), in KiB.
     pub fn memory_kib(&self, field: &str) -> u64 {
