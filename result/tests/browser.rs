@@ -23,15 +23,7 @@ async fn a_vote_appears_live_and_outages_are_shown() {
     let result_port = start_result(&database).await;
     let vote_port = start_vote(&redis).await;
     let shutdown = CancellationToken::new();
-    let worker = worker::Config::parse_from([
-        "worker",
-        "--redis-url",
-        &redis,
-        "--database-url",
-        &database,
-        "--port",
-        "0",
-    ]);
+    let worker = worker::Config::embedded(&redis, &database);
     let worker = tokio::spawn(worker::run(worker, shutdown.clone()));
 
     let browser = Browser::start();

@@ -16,15 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 /// A worker running in this test until the token is cancelled.
 fn start_worker(redis_url: &str, database_url: &str) -> CancellationToken {
-    let config = worker::Config::parse_from([
-        "worker",
-        "--redis-url",
-        redis_url,
-        "--database-url",
-        database_url,
-        "--port",
-        "0",
-    ]);
+    let config = worker::Config::embedded(redis_url, database_url);
     let stop = CancellationToken::new();
     tokio::spawn(worker::run(config, stop.clone()));
     stop

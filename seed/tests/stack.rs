@@ -30,15 +30,7 @@ impl Stack {
     /// Vote, worker and result on `redis_url` and a fresh database.
     async fn start_on(redis_url: String) -> Stack {
         let stack = Stack::without_worker_on(redis_url).await;
-        let config = worker::Config::parse_from([
-            "worker",
-            "--redis-url",
-            &stack.redis_url,
-            "--database-url",
-            &stack.database_url,
-            "--port",
-            "0",
-        ]);
+        let config = worker::Config::embedded(&stack.redis_url, &stack.database_url);
         tokio::spawn(worker::run(config, stack.worker.clone()));
         stack
     }

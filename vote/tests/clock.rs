@@ -7,7 +7,6 @@ mod support;
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use clap::Parser;
 use support::{queued, queued_ballots, vote_command, Running, Vote};
 use test_servers::{free_port, Postgres, Redis};
 use tokio_util::sync::CancellationToken;
@@ -45,15 +44,7 @@ async fn a_later_vote_wins_over_one_from_a_host_whose_clock_runs_30s_ahead() {
     );
 
     let shutdown = CancellationToken::new();
-    let worker = worker::Config::parse_from([
-        "worker",
-        "--redis-url",
-        &redis,
-        "--database-url",
-        &database,
-        "--port",
-        "0",
-    ]);
+    let worker = worker::Config::embedded(&redis, &database);
     let worker = tokio::spawn(worker::run(worker, shutdown.clone()));
     let stored = stored_once_drained(&redis, &database, voter).await;
     shutdown.cancel();

@@ -62,6 +62,23 @@ pub struct Config {
     pub command: Option<Command>,
 }
 
+impl Config {
+    /// The settings for a worker run inside another program (the other
+    /// crates' tests run one beside their service): these stores, its HTTP
+    /// listener on any free port, everything else as the environment says.
+    pub fn embedded(redis_url: &str, database_url: &str) -> Config {
+        Config::parse_from([
+            "worker",
+            "--redis-url",
+            redis_url,
+            "--database-url",
+            database_url,
+            "--port",
+            "0",
+        ])
+    }
+}
+
 /// Works until `shutdown` is cancelled, then hands back whatever batch it
 /// has not committed and returns. Outages are waited out, never returned;
 /// a setting that can never work (a refused password, no such database)
