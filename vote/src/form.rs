@@ -8,9 +8,15 @@ use axum::http::{HeaderMap, StatusCode};
 use ballot::{VoteOption, VoteOptions};
 use bytes::Bytes;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
+use std::time::Duration;
 
 /// The form is a few bytes; anything bigger is not from our page.
 pub const MAX_BODY: usize = 1024;
+
+/// The body must arrive within this, as the head must (see
+/// `server::HEADER_READ_TIMEOUT`): a client trickling it holds a connection
+/// and a request in flight no longer.
+pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub struct Refusal {
     pub status: StatusCode,
@@ -83,9 +89,20 @@ pub async fn read_choice<'o>(
     })
 }
 
-/// The whole body, if it is at most [`MAX_BODY`] bytes.
+/// The whole body, if it is at most [`MAX_BODY`] bytes and arrives within
+/// [`BODY_READ_TIMEOUT`].
 async fn read_body(body: Body) -> Result<Bytes, Refusal> {
-    match Limited::new(body, MAX_BODY).collect().await {
+    let reading = tokio::time::timeout(BODY_READ_TIMEOUT, Limited::new(body, MAX_BODY).collect());
+    let Ok(read) = reading.await else {
+        return Err(refuse(
+            StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "The form did not arrive within {} s.",
+                BODY_READ_TIMEOUT.as_secs()
+            ),
+        ));
+    };
+    match read {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.is::<LengthLimitError>() => Err(refuse(
             StatusCode::PAYLOAD_TOO_LARGE,

@@ -77,3 +77,37 @@ async fn a_request_head_not_finished_within_10_s_is_cut() {
         String::from_utf8_lossy(&answer)
     );
 }
+
+#[tokio::test]
+async fn a_form_body_not_finished_within_10_s_gets_408_and_nothing_is_queued() {
+    let port = free_port();
+    let redis = Redis::shared().fresh_db_url();
+    let _vote = Running::start(vote_command(&[], port, &redis), port);
+    // A whole head, then 2 of the 6 body bytes it announces.
+    let held = hold_half_open(
+        port,
+        1,
+        b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\n\
+          Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 6\r\n\r\nvo",
+    );
+    let started = Instant::now();
+    let mut stream = held.into_iter().next().unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
+    let mut answer = Vec::new();
+    std::io::Read::read_to_end(&mut stream, &mut answer)
+        .expect("answered and closed, not left open");
+    let after = started.elapsed();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.starts_with("HTTP/1.1 408"),
+        "after {after:?}: {answer}"
+    );
+    assert!(answer.contains("did not arrive within 10 s"), "{answer}");
+    assert!(
+        (Duration::from_secs(9)..Duration::from_secs(13)).contains(&after),
+        "answered after {after:?}, expected about 10 s"
+    );
+    assert!(support::queued(&redis).await.is_empty());
+}
