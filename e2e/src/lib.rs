@@ -134,12 +134,15 @@ pub enum Check {
         #[arg(long, default_value = "5", value_parser = seconds)]
         within: Duration,
     },
-    /// Hold CONNECTIONS half-open requests to the vote URL; VOTES legitimate
-    /// votes beside them must each be answered within WITHIN_MS, and the edge
-    /// must cut every half-open one within CUT_WITHIN.
+    /// Hold CONNECTIONS half-open requests to the vote URL (SLOW_BODIES of
+    /// them with the head whole and the body begun); VOTES legitimate votes
+    /// beside them must each be answered within WITHIN_MS, and the edge must
+    /// cut every half-open one within CUT_WITHIN.
     HalfOpen {
         #[arg(long, default_value = "1100")]
         connections: usize,
+        #[arg(long, default_value = "0")]
+        slow_bodies: usize,
         #[arg(long, default_value = "10")]
         votes: u32,
         #[arg(long, default_value = "1000")]
@@ -279,17 +282,25 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Check::HalfOpen {
             connections,
+            slow_bodies,
             votes,
             within_ms,
             cut_within,
         } => {
             let within = Duration::from_millis(within_ms);
-            let report =
-                slow_clients::half_open(&stack, connections, votes, within, cut_within).await?;
+            let report = slow_clients::half_open(
+                &stack,
+                connections,
+                slow_bodies,
+                votes,
+                within,
+                cut_within,
+            )
+            .await?;
             let slowest = report.votes.iter().max().copied().unwrap_or_default();
             let first = report.votes.first().copied().unwrap_or_default();
             println!(
-                "{} half-open connections held; {} votes beside them answered 200, the first in \
+                "{} half-open connections held ({slow_bodies} with a body begun); {} votes beside them answered 200, the first in \
                  {:.1} ms, the slowest in {:.1} ms (limit {within_ms} ms); the edge cut all {} \
                  within {:.1} s of opening",
                 report.opened,

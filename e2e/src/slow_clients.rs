@@ -1,5 +1,6 @@
-//! Clients that open a connection and never finish their request: the edge
-//! must keep serving everyone else, and cut them itself.
+//! Clients that open a connection and never finish their request (its head,
+//! or its body): the edge must keep serving everyone else, and cut them
+//! itself.
 
 use std::time::{Duration, Instant};
 
@@ -15,6 +16,10 @@ use crate::Stack;
 const HALF_A_REQUEST: &[u8] = b"POST / HTTP/1.1\r\nHost: edge\r\n\
     Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 6\r\n";
 
+/// A whole head, then 2 of the 6 body bytes it announces.
+const HALF_A_BODY: &[u8] = b"POST / HTTP/1.1\r\nHost: edge\r\n\
+    Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 6\r\n\r\nvo";
+
 pub struct HalfOpenReport {
     pub opened: usize,
     /// Each legitimate vote's time to its 200, in order.
@@ -25,13 +30,16 @@ pub struct HalfOpenReport {
     pub last_cut: Duration,
 }
 
-/// Opens `connections` half-open requests to the vote URL's host and port,
-/// then casts `votes` ballots one after another through the vote form, each
+/// Opens `connections` half-open requests to the vote URL's host and port
+/// (the first `slow_bodies` of them with their head whole and their body
+/// begun: more than the vote replicas' 3 x 256 slots, should the edge pass
+/// them on before their body is in), then casts `votes` ballots one after another through the vote form, each
 /// of which must be answered 200 within `within`; then waits up to
 /// `cut_within` for the edge to cut every half-open connection.
 pub async fn half_open(
     stack: &Stack,
     connections: usize,
+    slow_bodies: usize,
     votes: u32,
     within: Duration,
     cut_within: Duration,
@@ -46,10 +54,18 @@ pub async fn half_open(
     let opened_at = Instant::now();
     let mut sockets = Vec::with_capacity(connections);
     for chunk in 0..connections.div_ceil(100) {
-        let batch = (chunk * 100..connections.min((chunk + 1) * 100)).map(|_| async {
-            let mut socket = TcpStream::connect(&address).await?;
-            socket.write_all(HALF_A_REQUEST).await?;
-            anyhow::Ok(socket)
+        let batch = (chunk * 100..connections.min((chunk + 1) * 100)).map(|n| {
+            let address = &address;
+            async move {
+                let mut socket = TcpStream::connect(address).await?;
+                let start = if n < slow_bodies {
+                    HALF_A_BODY
+                } else {
+                    HALF_A_REQUEST
+                };
+                socket.write_all(start).await?;
+                anyhow::Ok(socket)
+            }
         });
         for socket in join_all(batch).await {
             sockets.push(socket.with_context(|| {
@@ -75,8 +91,8 @@ pub async fn half_open(
         times.push(took);
     }
 
-    // The edge answers a request head that never completes with 408 and
-    // closes; either way the read ends.
+    // The edge answers a request (head or body) that never completes with
+    // 408 and closes; either way the read ends.
     let deadline = tokio::time::Instant::from_std(opened_at + cut_within);
     let cuts = join_all(sockets.into_iter().map(|mut socket| async move {
         let mut buffer = [0u8; 512];
