@@ -61,20 +61,11 @@ async fn a_request_head_not_finished_within_10_s_is_cut() {
         vote_command(&[], port, &Redis::shared().fresh_db_url()),
         port,
     );
-    let held = hold_half_open(port, 1, b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\n");
-    let started = Instant::now();
-    let mut stream = held.into_iter().next().unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(15)))
-        .unwrap();
-    let mut answer = Vec::new();
-    // Closed by vote: read returns at end of file (hyper may answer 408 first).
-    std::io::Read::read_to_end(&mut stream, &mut answer).expect("cut, not left open");
-    let after = started.elapsed();
+    // hyper may answer 408 before it closes.
+    let (answer, after) = answer_to_unfinished(port, b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\n");
     assert!(
         (Duration::from_secs(9)..Duration::from_secs(13)).contains(&after),
-        "cut after {after:?}, expected about 10 s; answer: {:?}",
-        String::from_utf8_lossy(&answer)
+        "cut after {after:?}, expected about 10 s; answer: {answer:?}"
     );
 }
 
@@ -84,22 +75,11 @@ async fn a_form_body_not_finished_within_10_s_gets_408_and_nothing_is_queued() {
     let redis = Redis::shared().fresh_db_url();
     let _vote = Running::start(vote_command(&[], port, &redis), port);
     // A whole head, then 2 of the 6 body bytes it announces.
-    let held = hold_half_open(
+    let (answer, after) = answer_to_unfinished(
         port,
-        1,
         b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\n\
           Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 6\r\n\r\nvo",
     );
-    let started = Instant::now();
-    let mut stream = held.into_iter().next().unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(15)))
-        .unwrap();
-    let mut answer = Vec::new();
-    std::io::Read::read_to_end(&mut stream, &mut answer)
-        .expect("answered and closed, not left open");
-    let after = started.elapsed();
-    let answer = String::from_utf8_lossy(&answer);
     assert!(
         answer.starts_with("HTTP/1.1 408"),
         "after {after:?}: {answer}"
@@ -110,4 +90,19 @@ async fn a_form_body_not_finished_within_10_s_gets_408_and_nothing_is_queued() {
         "answered after {after:?}, expected about 10 s"
     );
     assert!(support::queued(&redis).await.is_empty());
+}
+
+/// Sends `start` of a request on one connection and nothing more: what vote
+/// answers before it closes the connection, and how long that took.
+fn answer_to_unfinished(port: u16, start: &[u8]) -> (String, Duration) {
+    let mut stream = hold_half_open(port, 1, start).into_iter().next().unwrap();
+    let started = Instant::now();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
+    let mut answer = Vec::new();
+    // Returns at end of file, once vote has closed the connection.
+    std::io::Read::read_to_end(&mut stream, &mut answer).expect("closed by vote, not left open");
+    let after = started.elapsed();
+    (String::from_utf8_lossy(&answer).into_owned(), after)
 }
