@@ -23,6 +23,10 @@ pub struct Probe {
 
 pub fn rocket(port: u16, probe: Probe, metrics: &'static Metrics) -> rocket::Rocket<rocket::Build> {
     let figment = rocket::Config::figment()
+        // Release defaults in every build, as in the images: in a debug build
+        // Rocket warns about the custom runtime from a detached thread, a
+        // line that can land after the worker's last one.
+        .select(rocket::Config::RELEASE_PROFILE)
         .merge(("address", Ipv4Addr::UNSPECIFIED))
         .merge(("port", port))
         .merge(("log_level", rocket::config::LogLevel::Critical))
