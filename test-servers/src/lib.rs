@@ -15,5 +15,5 @@ mod redis;
 
 pub use browser::Browser;
 pub use postgres::Postgres;
-pub use process::free_port;
+pub use process::{free_port, memory_kib, terminate};
 pub use redis::Redis;

@@ -2,7 +2,7 @@ use std::io;
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::{Child, Command, ExitStatus};
 use std::sync::mpsc::{channel, Sender};
 use std::sync::{Mutex, OnceLock};
 use std::thread;
@@ -82,6 +82,40 @@ pub fn wait_until(what: &str, limit: Duration, log: &Path, mut ready: impl FnMut
         }
         thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Sends SIGTERM to `child` (as Docker and Kubernetes stop a container)
+/// and waits for it to exit; fails the test if it still runs after `limit`.
+pub fn terminate(child: &mut Child, limit: Duration) -> ExitStatus {
+    // SAFETY: kill(2) on a child we own and have not waited for yet.
+    assert_eq!(
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) },
+        0
+    );
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait for the child") {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still running {limit:?} after SIGTERM"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A size field of /proc/<pid>/status, such as "VmRSS:" (resident now) or
+/// "VmHWM:" (the most it has been resident), in KiB.
+pub fn memory_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_else(|e| panic!("process {pid} is not alive: {e}"));
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(field))
+        .and_then(|value| value.split_whitespace().next())
+        .and_then(|kib| kib.parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
 }
 
 pub fn port_open(port: u16) -> bool {

@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use support::{vote_command, Running};
-use test_servers::{free_port, Redis};
+use test_servers::{free_port, terminate, Redis};
 
 const VOTE: &str = env!("CARGO_BIN_EXE_vote");
 
@@ -49,19 +49,7 @@ fn serves_labels_from_the_environment_and_stops_cleanly_on_sigterm() {
     let page = get(port, "/");
     assert!(page.contains("Tabs vs Spaces!"), "{page}");
 
-    let started = Instant::now();
-    // SAFETY: plain kill(2) on the child we started and still own.
-    assert_eq!(unsafe { libc::kill(vote.id() as i32, libc::SIGTERM) }, 0);
-    let status = loop {
-        if let Some(status) = vote.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "no exit after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = terminate(&mut vote, Duration::from_secs(10));
     assert_eq!(status.code(), Some(0), "exit after SIGTERM");
 }
 

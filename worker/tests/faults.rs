@@ -157,13 +157,7 @@ impl Process {
 
     /// The most memory the process has held (VmHWM), in MiB.
     fn peak_rss_mib(&self) -> f64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.0.id())).unwrap();
-        let kib: f64 = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .expect("VmHWM in /proc/<pid>/status");
-        kib / 1024.0
+        test_servers::memory_kib(self.0.id(), "VmHWM:") as f64 / 1024.0
     }
 
     fn signal(&self, name: &str) {

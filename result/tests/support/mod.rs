@@ -163,32 +163,12 @@ impl ResultProcess {
 
     /// Sends SIGTERM and waits (up to `limit`) for the process to exit.
     pub fn terminate(&mut self, limit: Duration) -> std::process::ExitStatus {
-        // SAFETY: a signal to our own child, which has not been waited for.
-        assert_eq!(unsafe { libc::kill(self.pid() as i32, libc::SIGTERM) }, 0);
-        let deadline = std::time::Instant::now() + limit;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait for result") {
-                return status;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "result still running {limit:?} after SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        test_servers::terminate(&mut self.child, limit)
     }
 
-    /// A size field of /proc/<pid>/status, such as "VmRSS:" (resident now)
-    /// or "VmHWM:" (the most it has been resident), in KiB.
+    /// A size field of /proc/<pid>/status, in KiB: see [`test_servers::memory_kib`].
     pub fn memory_kib(&self, field: &str) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .expect("the result process is alive");
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix(field))
-            .and_then(|value| value.split_whitespace().next())
-            .and_then(|kib| kib.parse().ok())
-            .unwrap_or_else(|| panic!("no {field} in /proc status"))
+        test_servers::memory_kib(self.child.id(), field)
     }
 }
 
