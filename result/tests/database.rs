@@ -60,11 +60,7 @@ async fn restarts_never_stall_counting_while_a_session_reads_votes() {
     let held_since = Instant::now();
     let second_worker = start_worker(&redis_url, &database_url);
     let restarted = launch_result(&database_url, &[]);
-    let mut redis = redis::Client::open(redis_url.as_str())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let mut redis = test_servers::redis_connection(&redis_url).await;
     for i in 1..=10 {
         queue_ballot(&mut redis, &format!("v{i}"), "a").await;
         let cast = Instant::now();

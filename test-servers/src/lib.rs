@@ -16,4 +16,4 @@ mod redis;
 pub use browser::Browser;
 pub use postgres::Postgres;
 pub use process::{free_port, memory_kib, terminate};
-pub use redis::Redis;
+pub use redis::{connect as redis_connection, Redis};

@@ -148,3 +148,19 @@ fn ping(port: u16) -> bool {
         && stream.read_exact(&mut reply).is_ok()
         && &reply == b"+PONG\r\n"
 }
+
+/// A connection for a test's own commands to the Redis at `url`. The redis
+/// crate gives up on a reply after 500 ms by default; an RPUSH of 10,000
+/// ballots on a busy two-core CI machine can take longer (a test failed that
+/// way), and a test should fail on what it checks, not on a busy machine.
+/// Replies may take up to 30 s here.
+pub async fn connect(url: &str) -> ::redis::aio::MultiplexedConnection {
+    let config = ::redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(10)))
+        .set_response_timeout(Some(Duration::from_secs(30)));
+    ::redis::Client::open(url)
+        .expect("a valid Redis URL")
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
+        .expect("connect to the test's Redis")
+}

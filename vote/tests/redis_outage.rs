@@ -142,8 +142,7 @@ async fn a_vote_redis_refuses_with_an_error_reply_is_not_recorded() {
     let vote = Vote::start(&redis.url(), &[]).await;
     assert_eq!(vote.vote("a", None).await.status, 200);
 
-    let client = redis::Client::open(redis.url()).unwrap();
-    let mut admin = client.get_multiplexed_async_connection().await.unwrap();
+    let mut admin = test_servers::redis_connection(&redis.url()).await;
     let set_maxmemory = |bytes: &str| {
         redis::cmd("CONFIG")
             .arg("SET")

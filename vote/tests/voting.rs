@@ -197,8 +197,7 @@ async fn voting_again_queues_a_newer_ballot_from_the_same_voter() {
 #[tokio::test]
 async fn ballots_are_stamped_by_the_queue_clock_which_never_runs_backwards() {
     let (url, vote) = started().await;
-    let client = redis::Client::open(url.as_str()).unwrap();
-    let mut redis = client.get_multiplexed_async_connection().await.unwrap();
+    let mut redis = test_servers::redis_connection(&url).await;
     // As if another replica had stamped a ballot an hour from now.
     let ahead = ballot::now_micros() + 3_600_000_000;
     let () = redis::cmd("SET")

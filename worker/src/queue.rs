@@ -449,7 +449,7 @@ mod tests {
     async fn a_repeated_finish_dead_letters_once() {
         let url = test_servers::Redis::shared().fresh_db_url();
         let client = redis::Client::open(url.as_str()).unwrap();
-        let mut redis = client.get_multiplexed_async_connection().await.unwrap();
+        let mut redis = test_servers::redis_connection(&url).await;
         let poison = b"not a ballot".to_vec();
         redis::cmd("RPUSH")
             .arg(VOTES)

@@ -118,8 +118,7 @@ impl Page {
 
 /// Every entry on the `votes` list, oldest first.
 pub async fn queued(redis_url: &str) -> Vec<String> {
-    let client = redis::Client::open(redis_url).unwrap();
-    let mut redis = client.get_multiplexed_async_connection().await.unwrap();
+    let mut redis = test_servers::redis_connection(redis_url).await;
     redis::cmd("LRANGE")
         .arg(ballot::queue::VOTES)
         .arg(0)

@@ -24,11 +24,7 @@ pub fn fresh() -> (String, String) {
 }
 
 pub async fn redis(url: &str) -> MultiplexedConnection {
-    redis::Client::open(url)
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap()
+    test_servers::redis_connection(url).await
 }
 
 pub async fn postgres(url: &str) -> Client {
