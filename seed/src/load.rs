@@ -31,10 +31,11 @@ pub struct Sent {
     pub requests: u64,
     pub succeeded: u64,
     /// Requests certainly not counted, by kind: `HTTP 503`, `HTTP 400`,
-    /// `connection failed`.
+    /// `connection refused` (or another failure to connect).
     pub failures: BTreeMap<String, u64>,
     /// Requests that may or may not have been counted, by kind: `HTTP 504`
-    /// (sent, not confirmed), other 5xx but 503, `timeout`, `broken response`.
+    /// (sent, not confirmed), other 5xx but 503, `timed out`, `connection
+    /// reset`, `closed before the answer`, `broken response`.
     pub unknown: BTreeMap<String, u64>,
     /// Voters whose first ballot was accepted.
     pub voters: u64,
@@ -294,7 +295,7 @@ impl Run {
     }
 
     fn warn_once(&self, kind: &str, error: Option<&reqwest::Error>) {
-        self.counters.failed.fetch_add(1, Ordering::Relaxed);
+        self.counters.failed(kind);
         // One warning with the full cause; the summary counts the rest.
         if !self.warned.swap(true, Ordering::Relaxed) {
             match error {
@@ -305,16 +306,51 @@ impl Run {
     }
 }
 
+/// What went wrong below HTTP, named so that a report says what it was:
+/// whether the connection was refused, reset, closed before the answer or
+/// too slow. Whether the ballot can have counted is decided by the caller
+/// (a failure to connect never sent it).
 fn failure_kind(e: &reqwest::Error) -> &'static str {
     if e.is_timeout() {
-        "timeout"
-    } else if e.is_connect() {
+        return "timed out";
+    }
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(error) = cause {
+        if let Some(kind) = transport_kind(error) {
+            return kind;
+        }
+        cause = error.source();
+    }
+    if e.is_connect() {
         "connection failed"
     } else if e.is_body() || e.is_decode() {
         "broken response"
     } else {
         "request error"
     }
+}
+
+/// The kind of one link of an error's chain, when it names one.
+fn transport_kind(error: &(dyn std::error::Error + 'static)) -> Option<&'static str> {
+    use std::io::ErrorKind;
+    if let Some(error) = error.downcast_ref::<hyper::Error>() {
+        if error.is_incomplete_message() {
+            return Some("closed before the answer");
+        }
+        if error.is_timeout() {
+            return Some("timed out");
+        }
+    }
+    let kind = match error.downcast_ref::<std::io::Error>()?.kind() {
+        ErrorKind::ConnectionRefused => "connection refused",
+        ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted | ErrorKind::BrokenPipe => {
+            "connection reset"
+        }
+        ErrorKind::UnexpectedEof => "closed before the answer",
+        ErrorKind::TimedOut => "timed out",
+        _ => return None,
+    };
+    Some(kind)
 }
 
 /// `voter_id=...` from the response's `Set-Cookie` headers, ready to send back.

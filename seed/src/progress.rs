@@ -1,10 +1,11 @@
 //! Progress while ballots go out: a bar on a terminal, a plain line every few
 //! seconds anywhere else (containers, CI logs), both on stderr.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressState, ProgressStyle};
@@ -17,7 +18,43 @@ const BAR_EVERY: Duration = Duration::from_millis(100);
 #[derive(Default)]
 pub struct Counters {
     pub requests: AtomicU64,
-    pub failed: AtomicU64,
+    /// Failed requests and those of unknown outcome, by kind (`HTTP 503`,
+    /// `connection reset`, ...): a failure shows what it was as it happens.
+    /// Taken only on a failure, never for a request that succeeded.
+    failures: Mutex<BTreeMap<String, u64>>,
+}
+
+impl Counters {
+    /// Counts one request that failed or whose outcome is unknown.
+    pub fn failed(&self, kind: &str) {
+        let mut failures = self.lock();
+        match failures.get_mut(kind) {
+            Some(n) => *n += 1,
+            None => {
+                failures.insert(kind.to_string(), 1);
+            }
+        }
+    }
+
+    /// "0 failed", or "3 failed (HTTP 503: 1, connection reset: 2)".
+    fn failed_so_far(&self) -> String {
+        let failures = self.lock();
+        let total: u64 = failures.values().sum();
+        if total == 0 {
+            return "0 failed".to_string();
+        }
+        let kinds: Vec<String> = failures
+            .iter()
+            .map(|(kind, n)| format!("{kind}: {n}"))
+            .collect();
+        format!("{total} failed ({})", kinds.join(", "))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, u64>> {
+        self.failures
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
 }
 
 pub struct Progress {
@@ -36,10 +73,7 @@ impl Progress {
                 loop {
                     tick.tick().await;
                     shown.set_position(counters.requests.load(Ordering::Relaxed));
-                    shown.set_message(format!(
-                        "{} failed",
-                        counters.failed.load(Ordering::Relaxed)
-                    ));
+                    shown.set_message(counters.failed_so_far());
                 }
             });
             Progress {
@@ -92,11 +126,11 @@ fn terminal_bar(planned: Option<u64>) -> ProgressBar {
 
 fn progress_line(counters: &Counters, planned: Option<u64>, elapsed: Duration) -> String {
     let done = counters.requests.load(Ordering::Relaxed);
-    let failed = counters.failed.load(Ordering::Relaxed);
+    let failed = counters.failed_so_far();
     let of = planned.map(|n| format!("/{n}")).unwrap_or_default();
     let rate = done as f64 / elapsed.as_secs_f64().max(f64::EPSILON);
     format!(
-        "seed: {done}{of} requests, {failed} failed, {rate:.0} req/s after {:.0} s",
+        "seed: {done}{of} requests, {failed}, {rate:.0} req/s after {:.0} s",
         elapsed.as_secs_f64()
     )
 }
@@ -109,14 +143,17 @@ mod tests {
     fn plain_lines_say_how_far_along() {
         let counters = Counters::default();
         counters.requests.store(1_500, Ordering::Relaxed);
-        counters.failed.store(2, Ordering::Relaxed);
         assert_eq!(
             progress_line(&counters, Some(3_000), Duration::from_secs(2)),
-            "seed: 1500/3000 requests, 2 failed, 750 req/s after 2 s"
+            "seed: 1500/3000 requests, 0 failed, 750 req/s after 2 s"
         );
+        counters.failed("connection reset");
+        counters.failed("HTTP 503");
+        counters.failed("connection reset");
         assert_eq!(
             progress_line(&counters, None, Duration::from_secs(3)),
-            "seed: 1500 requests, 2 failed, 500 req/s after 3 s"
+            "seed: 1500 requests, 3 failed (HTTP 503: 1, connection reset: 2), \
+             500 req/s after 3 s"
         );
     }
 }
