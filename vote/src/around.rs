@@ -140,7 +140,7 @@ mod tests {
         let options = ballot::VoteOptions::defaults();
         // Nothing listens there: Redis is only asked by /readyz and votes.
         let ballot_box = crate::BallotBox::new("redis://127.0.0.1:1").unwrap();
-        let app = crate::App::new(options, "host-1".into(), ballot_box);
+        let app = crate::App::new(options, "host-1".into(), ballot_box, Default::default());
         Around::new(crate::routes::router(Arc::new(app)))
     }
 

@@ -14,10 +14,12 @@ mod voter;
 use std::net::Ipv4Addr;
 use std::num::NonZeroUsize;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::http::HeaderValue;
 use ballot::config::RedisArgs;
 use ballot::options::OptionArgs;
+use ballot::shutdown::Drain;
 use bytes::Bytes;
 use clap::Parser;
 use tokio::net::TcpListener;
@@ -47,6 +49,13 @@ pub struct Config {
     /// thread, the cheapest per vote; to use more cores, run more replicas.
     #[arg(long, env = "WORKER_THREADS", global = true)]
     pub worker_threads: Option<NonZeroUsize>,
+
+    /// Seconds vote goes on serving after SIGTERM while `/readyz` answers
+    /// 503, so that a load balancer takes it out of rotation before it
+    /// stops (the edge needs up to 2.5 s). A second signal stops it at once.
+    #[arg(long, env = "SHUTDOWN_DRAIN", default_value_t = 4, global = true,
+          value_parser = clap::value_parser!(u64).range(0..=60))]
+    pub shutdown_drain: u64,
 
     /// The old name of WORKER_THREADS, from when vote ran on Rocket.
     #[arg(long, env = "ROCKET_WORKERS", hide = true, global = true)]
@@ -80,10 +89,17 @@ pub struct App {
     choice_cookies: Vec<(&'static str, HeaderValue)>,
     /// `vote_ballots_total` by outcome, registered once.
     outcomes: routes::Outcomes,
+    /// Cancelled once shutting down: `/readyz` answers 503 from then on.
+    draining: CancellationToken,
 }
 
 impl App {
-    fn new(options: ballot::VoteOptions, hostname: String, ballot_box: BallotBox) -> App {
+    fn new(
+        options: ballot::VoteOptions,
+        hostname: String,
+        ballot_box: BallotBox,
+        draining: CancellationToken,
+    ) -> App {
         let labels: Vec<&str> = options.iter().map(|o| o.label.as_str()).collect();
         let title = format!("{}!", labels.join(" vs "));
         let pages = page::Pages::new(&options, &title, &hostname);
@@ -100,6 +116,7 @@ impl App {
             pages,
             choice_cookies,
             outcomes: routes::Outcomes::register(),
+            draining,
         }
     }
 
@@ -165,17 +182,17 @@ pub async fn serve(config: Config) -> Result<(), Stopped> {
 
 /// [`serve`] on a listener already bound.
 pub async fn serve_on(listener: TcpListener, config: Config) -> Result<(), Stopped> {
+    let shutdown = Drain::on_signal(Duration::from_secs(config.shutdown_drain));
     let app = Arc::new(App::new(
         config.options.options(),
         hostname(),
         BallotBox::new(&config.redis.redis_url).expect("REDIS_URL is checked when parsed"),
+        shutdown.draining,
     ));
-    let shutdown =
-        ballot::shutdown::cancel_on_signal("shutting down: finishing requests in flight");
     tracing::info!("serving on {}", listener.local_addr()?);
-    check_redis_settings(&app, config.redis.redis_url, shutdown.clone());
+    check_redis_settings(&app, config.redis.redis_url, shutdown.stop.clone());
     let service = around::Around::new(routes::router(Arc::clone(&app)));
-    server::serve(listener, service, shutdown).await;
+    server::serve(listener, service, shutdown.stop).await;
     match app.ballot_box.unusable() {
         Some(reason) => Err(Stopped::Unusable(reason.to_string())),
         None => Ok(()),

@@ -162,8 +162,15 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
-/// Ready: answers 200 only while Redis does, so no votes are sent here in vain.
+/// Ready: answers 200 only while Redis does, so no votes are sent here in
+/// vain, and not once shutting down, so the edge stops sending any.
 async fn readyz(State(app): State<Arc<App>>) -> (StatusCode, String) {
+    if app.draining.is_cancelled() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: shutting down\n".into(),
+        );
+    }
     match app.ballot_box.ping().await {
         Ok(()) => (StatusCode::OK, "ready\n".into()),
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {e}\n")),

@@ -53,6 +53,72 @@ fn serves_labels_from_the_environment_and_stops_cleanly_on_sigterm() {
     assert_eq!(status.code(), Some(0), "exit after SIGTERM");
 }
 
+/// On SIGTERM vote first says it is not ready and goes on serving for
+/// SHUTDOWN_DRAIN, on connections it had and on new ones, so that the edge
+/// takes it out of rotation before it closes any; then it exits 0.
+#[test]
+fn on_sigterm_it_is_not_ready_but_serves_for_the_drain_then_exits() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let url = Redis::shared().fresh_db_url();
+    let port = free_port();
+    let mut command = vote_command(&[], port, &url);
+    command.env("SHUTDOWN_DRAIN", "2");
+    let mut vote = Running::start(command, port);
+    assert!(get(port, "/readyz").starts_with("HTTP/1.1 200"));
+    // A keep-alive connection made before the signal, as the edge keeps.
+    let mut kept = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let mut reader = BufReader::new(kept.try_clone().unwrap());
+    let mut ask_on_kept = |path: &str| {
+        write!(kept, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut status = String::new();
+        reader.read_line(&mut status).unwrap();
+        let mut length = 0;
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            if let Some(n) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                length = n.trim().parse().unwrap();
+            }
+            if line == "\r\n" {
+                break;
+            }
+        }
+        let mut body = vec![0; length];
+        reader.read_exact(&mut body).unwrap();
+        status
+    };
+    assert!(ask_on_kept("/healthz").starts_with("HTTP/1.1 200"));
+
+    let signalled = Instant::now();
+    // SAFETY: plain kill(2) on the child we started and still own.
+    assert_eq!(unsafe { libc::kill(vote.id() as i32, libc::SIGTERM) }, 0);
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while get(port, "/readyz").starts_with("HTTP/1.1 200") {
+        assert!(Instant::now() < deadline, "still ready 1 s after SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let readyz = get(port, "/readyz");
+    assert!(readyz.starts_with("HTTP/1.1 503"), "{readyz}");
+    assert!(readyz.ends_with("not ready: shutting down\n"), "{readyz}");
+    // Still serving, on the kept connection and on new ones, votes too.
+    assert!(ask_on_kept("/healthz").starts_with("HTTP/1.1 200"));
+    let voted = post_vote(port, "a");
+    assert!(voted.starts_with("HTTP/1.1 200"), "{voted}");
+    assert_eq!(support::queued_blocking(&url).len(), 1);
+    assert!(
+        signalled.elapsed() < Duration::from_secs(2),
+        "the checks above took the whole drain"
+    );
+
+    let status = vote.exit_within(Duration::from_secs(10));
+    assert_eq!(status.and_then(|s| s.code()), Some(0));
+    let took = signalled.elapsed();
+    assert!(
+        took >= Duration::from_secs(2),
+        "stopped {took:?} after SIGTERM, before the drain was over"
+    );
+}
+
 #[test]
 fn a_bad_setting_stops_start_up_with_one_line_naming_it() {
     let cases = [
