@@ -1,3 +1,5 @@
+//! Limits the services and their clients keep to.
+//!
 //! The open-file limit. Every client connection is a file descriptor, and
 //! the soft limit a process starts with is often 1,024: that many idle or
 //! half-open connections would make every later one fail. Services raise
@@ -5,6 +7,14 @@
 //! written in Go or nginx's `worker_rlimit_nofile` do.
 
 use std::io;
+use std::time::Duration;
+
+/// How long a client of the stack (seed, the e2e checks) keeps an idle
+/// keep-alive connection: less than the server at the other end (the edge
+/// closes idle ones after 5 s, vote after 10 s), so the client always closes
+/// first. A client that reuses a connection just as the server closes it
+/// gets no answer, and for a ballot cannot tell whether it counted.
+pub const CLIENT_IDLE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Raises the soft open-file limit to the hard one; returns (before, after).
 pub fn raise_open_files() -> io::Result<(u64, u64)> {

@@ -24,6 +24,7 @@ impl Stack {
         // No cookie store: every ballot comes from a new voter.
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
+            .pool_idle_timeout(ballot::limits::CLIENT_IDLE_TIMEOUT)
             .build()?;
         Ok(Stack {
             http,
@@ -50,11 +51,18 @@ impl Stack {
         Ok(())
     }
 
-    /// Loads the vote page; the replica that answered, as its "Processed by
-    /// container ID" line names it.
+    /// Loads the vote page, as a new visitor on a connection of its own;
+    /// the replica that answered, as its "Processed by container ID" line
+    /// names it. (The edge keeps a client connection with one replica.)
     pub async fn served_by(&self) -> anyhow::Result<String> {
         let url = format!("{}/", self.vote_url);
-        let response = self.http.get(&url).send().await.context(url.clone())?;
+        let response = self
+            .http
+            .get(&url)
+            .header(reqwest::header::CONNECTION, "close")
+            .send()
+            .await
+            .context(url.clone())?;
         ensure!(
             response.status() == reqwest::StatusCode::OK,
             "GET {url} answered {}",
