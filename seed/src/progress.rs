@@ -27,13 +27,7 @@ pub struct Counters {
 impl Counters {
     /// Counts one request that failed or whose outcome is unknown.
     pub fn failed(&self, kind: &str) {
-        let mut failures = self.lock();
-        match failures.get_mut(kind) {
-            Some(n) => *n += 1,
-            None => {
-                failures.insert(kind.to_string(), 1);
-            }
-        }
+        *self.lock().entry(kind.to_string()).or_default() += 1;
     }
 
     /// "0 failed", or "3 failed (HTTP 503: 1, connection reset: 2)".
@@ -43,11 +37,7 @@ impl Counters {
         if total == 0 {
             return "0 failed".to_string();
         }
-        let kinds: Vec<String> = failures
-            .iter()
-            .map(|(kind, n)| format!("{kind}: {n}"))
-            .collect();
-        format!("{total} failed ({})", kinds.join(", "))
+        format!("{total} failed ({})", crate::report::show_kinds(&failures))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, u64>> {

@@ -68,7 +68,8 @@ impl Summary {
     }
 }
 
-fn show_kinds(kinds: &std::collections::BTreeMap<String, u64>) -> String {
+/// "HTTP 503: 2, connection reset: 1".
+pub(crate) fn show_kinds(kinds: &std::collections::BTreeMap<String, u64>) -> String {
     let kinds: Vec<String> = kinds
         .iter()
         .map(|(kind, n)| format!("{kind}: {n}"))
