@@ -29,6 +29,9 @@ command -v docker-compose >/dev/null || docker compose version >/dev/null 2>&1 |
 # The browser check drives the results page in headless Chromium.
 command -v chromium >/dev/null || need+=(chromium)
 command -v chromedriver >/dev/null || need+=(chromium-driver)
+# ss and nsenter count a replica's connections inside its container.
+command -v ss >/dev/null || need+=(iproute2)
+command -v nsenter >/dev/null || need+=(util-linux)
 install_packages "${need[@]}"
 ensure_dockerd
 if docker compose version >/dev/null 2>&1; then
@@ -141,6 +144,26 @@ check shares --stats "$STATS" --since "$servers_before" --min-share 0.10
 total=$(check tally | sed -E 's/.*"total": *([0-9]+).*/\1/')
 check_within 60 prom-at-least --min "$total" 'sum(worker_ballots_applied_total)'
 check_within 60 prom-at-least --min "$total" 'sum(vote_ballots_total{outcome="queued"})'
+
+phase "no idle connection to a vote replica outlives its client's"
+# Once a client's connections have closed, the edge's connections to the
+# replicas must have closed with them (edge/haproxy.cfg, "Keep-alive
+# without races"). HAProxy's shared pool kept dozens idle until vote closed
+# them itself at 10 s, and a ballot sent on one just then got no answer.
+# Health checks open a connection now and then: the least of 5 looks.
+check cast --count=200 --option=a
+sleep 1
+for id in $(containers vote); do
+    pid=$(docker inspect -f '{{.State.Pid}}' "$id")
+    least=
+    for _ in 1 2 3 4 5; do
+        open=$(nsenter -t "$pid" -n ss -Htn state established '( sport = :5000 )' | wc -l)
+        if [[ -z $least ]] || ((open < least)); then least=$open; fi
+        sleep 0.2
+    done
+    ((least == 0)) || fail "vote $(docker inspect -f '{{.Config.Hostname}}' "$id") still has $least connections open after its clients left"
+done
+echo "every vote replica's connections closed with their clients'"
 
 phase "results page in Chromium, live through the edge"
 check browser-live --more 9
