@@ -5,8 +5,8 @@
 # DNS-found replicas replaced by three fixed ones) in front of three release
 # `vote` replicas on a throwaway Redis, driven by release `seed`.
 #
-# - idle: a burst of 3,000 ballots (concurrency 50), IDLE_GAP seconds quiet
-#   (cycling through just under vote's 10 s idle limit), a burst of 2,000;
+# - idle: a burst of 3,000 ballots (concurrency 50), quiet for 9.95 to
+#   10.0 s (cycling: just under vote's 10 s idle limit), a burst of 2,000;
 #   the second burst's ballots that got no answer.
 # - stop: 8,000 ballots at 800/s (concurrency 20); 3 s in, one replica gets
 #   SIGTERM (with vote's SHUTDOWN_DRAIN, default its own); ballots that got
@@ -18,13 +18,13 @@
 #
 # Prints one line per run (seed's own words for what went wrong) and a
 # summary per configuration. Fails only if a service dies; a lost answer is
-# a result, not an error. Needs: cargo, haproxy, redis-server, python3.
+# a result, not an error. Needs: cargo, haproxy, redis-server, python3, curl.
 set -euo pipefail
 . "$(dirname "$0")/servers.sh"
 cd "$(dirname "$0")/.."
 
 RUNS=${RUNS:-12}
-for tool in haproxy redis-server python3; do
+for tool in haproxy redis-server python3 curl; do
 	command -v "$tool" >/dev/null || {
 		echo "bench: $tool not found (apt install $tool)" >&2
 		exit 1
