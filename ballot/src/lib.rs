@@ -1,18 +1,10 @@
-//! The contract between the voting services: what a ballot is, where it is
-//! queued, which options exist, how Postgres stores and counts votes, and the
-//! settings every service shares.
+//! The contract between the voting services, and only that: what a ballot
+//! is, how it is queued, which options exist, how Postgres stores and
+//! counts votes. What the services do alike at run time is in `kit`.
 
-pub mod config;
-pub mod db_error;
-pub mod healthcheck;
-pub mod limits;
-pub mod metrics;
 pub mod options;
 pub mod queue;
-pub mod redis_error;
 pub mod schema;
-pub mod shutdown;
-pub mod telemetry;
 
 mod ballot;
 mod tally;

@@ -2,7 +2,7 @@ use std::process::ExitCode;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli: e2e::Cli = ballot::config::parse();
+    let cli: e2e::Cli = kit::settings::parse();
     match e2e::run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -24,7 +24,7 @@ impl Stack {
         // No cookie store: every ballot comes from a new voter.
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
-            .pool_idle_timeout(ballot::limits::CLIENT_IDLE_TIMEOUT)
+            .pool_idle_timeout(kit::limits::CLIENT_IDLE_TIMEOUT)
             .build()?;
         Ok(Stack {
             http,

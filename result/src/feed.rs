@@ -7,10 +7,10 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use ballot::db_error::{explain, unusable_setting};
 use ballot::schema::{migrate, read_tally, Migration, TALLY_CHANNEL};
 use ballot::{Tally, VoteOptions};
 use futures_util::future::poll_fn;
+use kit::db_error::{explain, unusable_setting};
 use tokio::sync::{watch, Notify};
 use tokio::time::{sleep, sleep_until, timeout, Instant};
 use tokio_postgres::{AsyncMessage, NoTls};

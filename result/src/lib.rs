@@ -3,17 +3,18 @@
 
 mod feed;
 mod page;
+mod rocket_timer;
 mod routes;
 mod share;
 
-use ballot::config::DatabaseArgs;
 use ballot::options::OptionArgs;
+use kit::settings::DatabaseArgs;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use clap::Parser;
 
-pub use ballot::healthcheck::Command;
+pub use kit::healthcheck::Command;
 use rocket::fairing::AdHoc;
 use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
@@ -34,7 +35,7 @@ pub struct Config {
     #[command(flatten)]
     pub options: OptionArgs,
     #[command(flatten)]
-    pub log: ballot::telemetry::LogArgs,
+    pub log: kit::telemetry::LogArgs,
 }
 
 /// Set when DATABASE_URL turned out never to work: the one line that says
@@ -94,7 +95,7 @@ pub fn rocket(config: Config) -> rocket::Rocket<rocket::Build> {
         // Rocket logs a line per request, costly with thousands of sockets;
         // tracing (RUST_LOG) carries what matters.
         .merge(("log_level", rocket::config::LogLevel::Critical));
-    let metrics = ballot::metrics::Metrics::install("result");
+    let metrics = kit::metrics::Metrics::install("result");
     feed::describe_metrics();
     rocket::custom(figment)
         .manage(receiver)
@@ -102,7 +103,7 @@ pub fn rocket(config: Config) -> rocket::Rocket<rocket::Build> {
         .manage(Unusable::default())
         .manage(Sockets::default())
         .manage(metrics)
-        .attach(ballot::metrics::RequestTimer {
+        .attach(rocket_timer::RequestTimer {
             metric: "result_http_request_duration_seconds",
         })
         .mount("/", routes::all())

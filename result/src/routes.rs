@@ -5,9 +5,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use askama::Template;
-use ballot::metrics::Metrics;
 use ballot::VoteOptions;
 use futures_util::{SinkExt, StreamExt};
+use kit::metrics::Metrics;
 use rocket::http::{ContentType, Status};
 use rocket::response::content::RawHtml;
 use rocket::{get, routes, Route, Shutdown, State};
@@ -50,7 +50,10 @@ pub fn all() -> Vec<Route> {
 
 #[get("/metrics")]
 fn metrics(metrics: &State<&'static Metrics>) -> (ContentType, String) {
-    (ballot::metrics::content_type(), metrics.render())
+    (
+        ContentType::new("text", "plain").with_params(("version", "0.0.4")),
+        metrics.render(),
+    )
 }
 
 #[get("/")]

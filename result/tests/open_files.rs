@@ -19,7 +19,7 @@ const HALF_OPEN: usize = 1_100;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn half_open_connections_past_the_soft_limit_lock_no_one_out() {
     // This test holds over a thousand sockets itself.
-    let (_, hard) = ballot::limits::raise_open_files().expect("raise this test's own limit");
+    let (_, hard) = kit::limits::raise_open_files().expect("raise this test's own limit");
     assert!(
         hard >= 2 * SOFT_LIMIT,
         "needs a hard open-file limit of at least {} (ulimit -Hn), not {hard}",

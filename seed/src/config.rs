@@ -59,7 +59,7 @@ pub struct Config {
     pub timeout: Duration,
 
     #[command(flatten)]
-    pub log: ballot::telemetry::LogArgs,
+    pub log: kit::telemetry::LogArgs,
 }
 
 impl Config {

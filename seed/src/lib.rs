@@ -40,7 +40,7 @@ pub async fn run_until(config: Config, stop: CancellationToken) -> anyhow::Resul
     }
     let client = Client::builder()
         .pool_max_idle_per_host(usize::from(config.concurrency))
-        .pool_idle_timeout(ballot::limits::CLIENT_IDLE_TIMEOUT)
+        .pool_idle_timeout(kit::limits::CLIENT_IDLE_TIMEOUT)
         .tcp_nodelay(true)
         .timeout(config.timeout)
         // A vote is accepted with 200; anything else should show as it is.

@@ -2,9 +2,9 @@ use std::process::ExitCode;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let config: seed::Config = ballot::config::parse();
-    ballot::telemetry::init_as(config.log.log_format);
-    let stop = ballot::shutdown::cancel_on_signal(
+    let config: seed::Config = kit::settings::parse();
+    kit::telemetry::init_as(config.log.log_format);
+    let stop = kit::shutdown::cancel_on_signal(
         "stopping: no new voters, finishing the requests in flight",
     );
     match seed::run_until(config, stop).await {

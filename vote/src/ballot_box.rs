@@ -126,7 +126,7 @@ impl BallotBox {
         loop {
             let outcome = self.ping_quietly().await;
             if let Err(Failure::NoConnection(e) | Failure::Refused(e)) = &outcome {
-                if let Some(line) = ballot::redis_error::unusable_setting(e) {
+                if let Some(line) = kit::redis_error::unusable_setting(e) {
                     let line = format!("{line} ({})", redacted(redis_url));
                     let _ = self.unusable.set(line.clone());
                     return Err(line);

@@ -8,15 +8,10 @@ use axum::http::{HeaderMap, StatusCode};
 use ballot::{VoteOption, VoteOptions};
 use bytes::Bytes;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use std::time::Duration;
+use kit::http::BODY_READ_TIMEOUT;
 
 /// The form is a few bytes; anything bigger is not from our page.
 pub const MAX_BODY: usize = 1024;
-
-/// The body must arrive within this, as the head must (see
-/// `server::HEADER_READ_TIMEOUT`): a client trickling it holds a connection
-/// and a request in flight no longer.
-pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub struct Refusal {
     pub status: StatusCode,

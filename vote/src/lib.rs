@@ -1,14 +1,11 @@
 //! The vote service: a page with one button per option; each click queues a
 //! ballot on the Redis list `votes` for the worker to count.
 
-mod around;
 mod ballot_box;
 mod connection;
 mod form;
 mod page;
 mod routes;
-mod server;
-mod shield;
 mod voter;
 
 use std::net::Ipv4Addr;
@@ -17,15 +14,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::HeaderValue;
-use ballot::config::RedisArgs;
 use ballot::options::OptionArgs;
-use ballot::shutdown::Drain;
 use bytes::Bytes;
 use clap::Parser;
+use kit::settings::RedisArgs;
+use kit::shutdown::Drain;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-pub use ballot::healthcheck::Command;
+pub use kit::healthcheck::Command;
+pub use kit::Stopped;
 
 pub use ballot_box::BallotBox;
 
@@ -43,7 +41,7 @@ pub struct Config {
     pub options: OptionArgs,
 
     #[command(flatten)]
-    pub log: ballot::telemetry::LogArgs,
+    pub log: kit::telemetry::LogArgs,
 
     /// Threads serving requests. One (the default) runs everything on one
     /// thread, the cheapest per vote; to use more cores, run more replicas.
@@ -82,7 +80,6 @@ pub struct App {
     /// Shown on the page so people can see which replica answered.
     pub hostname: String,
     pub ballot_box: Arc<BallotBox>,
-    metrics: &'static ballot::metrics::Metrics,
     /// Every variant of the page a vote can get, rendered at start.
     pages: page::Pages,
     /// The `Set-Cookie` value that remembers each option as the choice.
@@ -103,6 +100,7 @@ impl App {
         let labels: Vec<&str> = options.iter().map(|o| o.label.as_str()).collect();
         let title = format!("{}!", labels.join(" vs "));
         let pages = page::Pages::new(&options, &title, &hostname);
+        kit::metrics::Metrics::install("vote");
         let choice_cookies = options
             .iter()
             .map(|o| (o.id, voter::set_cookie(voter::CHOICE, o.id)))
@@ -112,7 +110,6 @@ impl App {
             title,
             hostname,
             ballot_box: Arc::new(ballot_box),
-            metrics: ballot::metrics::Metrics::install("vote"),
             pages,
             choice_cookies,
             outcomes: routes::Outcomes::register(),
@@ -133,17 +130,6 @@ impl App {
     fn page(&self, choice: Option<&str>, notice: page::Notice) -> Bytes {
         self.pages.get(choice, notice).clone()
     }
-}
-
-/// Why the service stopped other than on request.
-#[derive(thiserror::Error, Debug)]
-pub enum Stopped {
-    /// A setting can never work (say, Redis refuses REDIS_URL's password):
-    /// one line naming it.
-    #[error("{0}")]
-    Unusable(String),
-    #[error("vote stopped: {0}")]
-    Failed(#[from] std::io::Error),
 }
 
 /// Serves on as many threads as the settings ask for (see [`runtime`])
@@ -191,8 +177,7 @@ pub async fn serve_on(listener: TcpListener, config: Config) -> Result<(), Stopp
     ));
     tracing::info!("serving on {}", listener.local_addr()?);
     check_redis_settings(&app, config.redis.redis_url, shutdown.stop.clone());
-    let service = around::Around::new(routes::router(Arc::clone(&app)));
-    server::serve(listener, service, shutdown.stop).await;
+    kit::http::serve(listener, routes::router(Arc::clone(&app)), shutdown.stop).await;
     match app.ballot_box.unusable() {
         Some(reason) => Err(Stopped::Unusable(reason.to_string())),
         None => Ok(()),

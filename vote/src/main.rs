@@ -1,27 +1,16 @@
 use std::process::ExitCode;
 
-use vote::{Command, Config, Stopped};
+use vote::{Command, Config};
 
 fn main() -> ExitCode {
-    let config: Config = ballot::config::parse();
+    let config: Config = kit::settings::parse();
     if let Some(Command::Healthcheck) = config.command {
-        return ballot::healthcheck::probe(config.port);
+        return kit::healthcheck::probe(config.port);
     }
     let log_format = config.log.log_format;
-    ballot::telemetry::init_as(log_format);
+    kit::telemetry::init_as(log_format);
     // Every connection, idle or slow, holds a file descriptor until it is
     // closed: allow as many as the system does.
-    ballot::limits::raise_open_files_logged();
-    match vote::run(config) {
-        Ok(()) => ExitCode::SUCCESS,
-        // Like a bad setting found while parsing: one line, status 2.
-        Err(Stopped::Unusable(line)) => {
-            ballot::telemetry::fatal(log_format, "vote", &line);
-            ExitCode::from(2)
-        }
-        Err(e @ Stopped::Failed(_)) => {
-            ballot::telemetry::fatal(log_format, "vote", &e);
-            ExitCode::FAILURE
-        }
-    }
+    kit::limits::raise_open_files_logged();
+    kit::exit_status("vote", log_format, vote::run(config))
 }

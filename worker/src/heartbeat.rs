@@ -8,8 +8,8 @@ use ballot::queue::heartbeat_key;
 use redis::RedisResult;
 use tokio_util::sync::CancellationToken;
 
-use crate::health::Health;
 use crate::queue::{reclaim_orphans, Connection};
+use kit::outage::Outage;
 
 /// Beats per TTL: two may be lost before peers think this worker is gone.
 const BEATS_PER_TTL: u32 = 3;
@@ -19,7 +19,7 @@ pub struct Heartbeat {
     worker_id: String,
     key: String,
     ttl: Duration,
-    health: Health,
+    health: Outage,
 }
 
 impl Heartbeat {
@@ -29,7 +29,7 @@ impl Heartbeat {
             worker_id: worker_id.to_string(),
             key: heartbeat_key(worker_id),
             ttl,
-            health: Health::new("redis (heartbeat)"),
+            health: Outage::new("redis (heartbeat)"),
         }
     }
 
@@ -43,10 +43,10 @@ impl Heartbeat {
                     return Ok(true);
                 }
                 Err(e) => {
-                    if let Some(unusable) = ballot::redis_error::unusable_setting(&e) {
+                    if let Some(unusable) = kit::redis_error::unusable_setting(&e) {
                         return Err(unusable);
                     }
-                    if !self.health.down(&e, shutdown).await {
+                    if !self.health.wait(&e, shutdown).await {
                         return Ok(false);
                     }
                 }
@@ -67,7 +67,7 @@ impl Heartbeat {
             match self.beat(beats.is_multiple_of(BEATS_PER_TTL)).await {
                 Ok(()) => self.health.up(),
                 Err(e) => {
-                    if !self.health.down(&e, &shutdown).await {
+                    if !self.health.wait(&e, &shutdown).await {
                         return;
                     }
                 }

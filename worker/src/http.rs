@@ -2,12 +2,12 @@
 //! services: `/healthz` (the process serves), `/readyz` (Redis and Postgres
 //! both answer now) and `/metrics`.
 
-use std::net::Ipv4Addr;
+use std::sync::Arc;
 use std::time::Duration;
 
-use ballot::metrics::{content_type, Metrics, RequestTimer};
-use rocket::http::{ContentType, Status};
-use rocket::{get, routes, State};
+use axum::extract::State;
+use axum::Router;
+use kit::http::{not_found, Readiness, Routes};
 use tokio::time::timeout;
 use tokio_postgres::NoTls;
 
@@ -21,56 +21,25 @@ pub struct Probe {
     pub database: tokio_postgres::Config,
 }
 
-pub fn rocket(port: u16, probe: Probe, metrics: &'static Metrics) -> rocket::Rocket<rocket::Build> {
-    let figment = rocket::Config::figment()
-        // Release defaults in every build, as in the images: in a debug build
-        // Rocket warns about the custom runtime from a detached thread, a
-        // line that can land after the worker's last one.
-        .select(rocket::Config::RELEASE_PROFILE)
-        .merge(("address", Ipv4Addr::UNSPECIFIED))
-        .merge(("port", port))
-        .merge(("log_level", rocket::config::LogLevel::Critical))
-        // The worker handles SIGTERM itself (finish or hand back the batch)
-        // and then stops this listener.
-        .merge(("shutdown.ctrlc", false))
-        .merge(("shutdown.signals", Vec::<String>::new()))
-        .merge(("shutdown.grace", 1))
-        .merge(("shutdown.mercy", 1));
-    rocket::custom(figment)
-        .manage(probe)
-        .manage(metrics)
-        .attach(RequestTimer {
-            metric: "worker_http_request_duration_seconds",
-        })
-        .mount("/", routes![healthz, readyz, metrics])
+pub fn router(probe: Probe) -> Router {
+    Routes::new().get("readyz", "/readyz", readyz).finish(
+        Arc::new(probe),
+        "worker_http_request_duration_seconds",
+        not_found,
+    )
 }
 
-#[get("/healthz")]
-fn healthz() -> &'static str {
-    "ok\n"
-}
-
-#[get("/readyz")]
-async fn readyz(probe: &State<Probe>) -> (Status, String) {
+async fn readyz(State(probe): State<Arc<Probe>>) -> Readiness {
     let (redis, postgres) = tokio::join!(ping_redis(&probe.redis), ping_postgres(&probe.database));
-    match (redis, postgres) {
-        (Ok(()), Ok(())) => (Status::Ok, "ready\n".into()),
-        (redis, postgres) => {
-            let down: Vec<String> = [("redis", redis), ("postgres", postgres)]
-                .into_iter()
-                .filter_map(|(name, r)| r.err().map(|e| format!("{name}: {e}")))
-                .collect();
-            (
-                Status::ServiceUnavailable,
-                format!("not ready: {}\n", down.join("; ")),
-            )
-        }
-    }
-}
-
-#[get("/metrics")]
-fn metrics(metrics: &State<&'static Metrics>) -> (ContentType, String) {
-    (content_type(), metrics.render())
+    let down: Vec<String> = [("redis", redis), ("postgres", postgres)]
+        .into_iter()
+        .filter_map(|(name, r)| r.err().map(|e| format!("{name}: {e}")))
+        .collect();
+    Readiness(if down.is_empty() {
+        Ok(())
+    } else {
+        Err(down.join("; "))
+    })
 }
 
 async fn ping_redis(client: &redis::Client) -> Result<(), String> {
@@ -91,7 +60,7 @@ async fn ping_postgres(config: &tokio_postgres::Config) -> Result<(), String> {
         client.simple_query("SELECT 1").await.map(drop)
     };
     match timeout(PROBE_TIMEOUT, ping).await {
-        Ok(result) => result.map_err(|e| ballot::db_error::explain(&e)),
+        Ok(result) => result.map_err(|e| kit::db_error::explain(&e)),
         Err(_) => Err(format!("no answer within {PROBE_TIMEOUT:?}")),
     }
 }

@@ -3,27 +3,30 @@
 //! applying each voter's latest ballot however batches interleave.
 
 mod batch;
-mod health;
 mod heartbeat;
 mod http;
 mod queue;
 mod store;
 
 use std::borrow::Cow;
+use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
-use ballot::config::{DatabaseArgs, RedisArgs};
-use ballot::{db_error, redis_error, VoteOptions};
+use ballot::VoteOptions;
 use clap::Parser;
+use kit::settings::{DatabaseArgs, RedisArgs};
+use kit::{db_error, redis_error};
 
-pub use ballot::healthcheck::Command;
+pub use kit::healthcheck::Command;
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use batch::{Batch, Votes};
 
-use health::Health;
 use heartbeat::Heartbeat;
+use kit::outage::Outage;
+pub use kit::Stopped;
 use queue::{Queue, Taken};
 use store::{Failure, Store};
 
@@ -57,7 +60,7 @@ pub struct Config {
     #[arg(long, env = "PORT", default_value_t = 5002, global = true)]
     pub port: u16,
     #[command(flatten)]
-    pub log: ballot::telemetry::LogArgs,
+    pub log: kit::telemetry::LogArgs,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -81,68 +84,40 @@ impl Config {
 
 /// Works until `shutdown` is cancelled, then hands back whatever batch it
 /// has not committed and returns. Outages are waited out, never returned;
-/// a setting that can never work (a refused password, no such database)
-/// ends it with an error of one line naming the setting.
-pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+/// a setting that can never work (a refused password, no such database, a
+/// port taken) ends it with one line naming the setting.
+pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Stopped> {
     let worker_id = format!("{:016x}", rand::random::<u64>());
-    let redis = redis::Client::open(config.redis.redis_url.as_str())?;
+    let redis = redis::Client::open(config.redis.redis_url.as_str())
+        .map_err(|e| Stopped::Unusable(format!("REDIS_URL cannot work: {e}")))?;
     let ttl = Duration::from_secs(config.heartbeat_ttl);
     info!(%worker_id, batch_size = config.batch_size, "worker starting");
-    let metrics = ballot::metrics::Metrics::install("worker");
+    kit::metrics::Metrics::install("worker");
     describe_metrics();
     let probe = http::Probe {
         redis: redis.clone(),
         database: config.database.pg_config(),
     };
-    let listener = listen(http::rocket(config.port, probe, metrics)).await?;
+    let listener = TcpListener::bind((Ipv4Addr::UNSPECIFIED, config.port))
+        .await
+        .map_err(|e| Stopped::Unusable(format!("PORT cannot work: {e}")))?;
+    info!(
+        port = listener.local_addr()?.port(),
+        "serving /healthz, /readyz and /metrics"
+    );
+    // The worker handles SIGTERM itself (finish or hand back the batch),
+    // then stops the listener and waits for it, so nothing it logs comes
+    // after the worker's last line.
+    let stop_serving = CancellationToken::new();
+    let serving = tokio::spawn(kit::http::serve(
+        listener,
+        http::router(probe),
+        stop_serving.clone(),
+    ));
     let result = work(config, worker_id, redis, ttl, shutdown).await;
-    listener.stop().await;
+    stop_serving.cancel();
+    let _ = serving.await;
     result
-}
-
-/// The HTTP listener, serving until stopped.
-struct Listener {
-    shutdown: rocket::Shutdown,
-    serving: tokio::task::JoinHandle<Result<rocket::Rocket<rocket::Ignite>, rocket::Error>>,
-}
-
-impl Listener {
-    /// Stops it and waits until it has, so nothing it logs comes after the
-    /// worker's last line.
-    async fn stop(self) {
-        self.shutdown.notify();
-        let _ = self.serving.await;
-    }
-}
-
-/// Starts the HTTP listener; an error of one line naming PORT if it
-/// cannot (the port is taken).
-async fn listen(listener: rocket::Rocket<rocket::Build>) -> anyhow::Result<Listener> {
-    let (listening, port) = tokio::sync::oneshot::channel();
-    let listener = listener
-        .attach(rocket::fairing::AdHoc::on_liftoff("listening", |rocket| {
-            let port = rocket.config().port;
-            Box::pin(async move {
-                let _ = listening.send(port);
-            })
-        }))
-        .ignite()
-        .await?;
-    let shutdown = listener.shutdown();
-    let serving = tokio::spawn(listener.launch());
-    match port.await {
-        Ok(port) => {
-            info!(port, "serving /healthz, /readyz and /metrics");
-            Ok(Listener { shutdown, serving })
-        }
-        Err(_) => {
-            let why = match serving.await {
-                Ok(Err(e)) => e.to_string(),
-                _ => "the listener stopped".into(),
-            };
-            Err(UnusableSetting(format!("PORT cannot work: {why}")).into())
-        }
-    }
 }
 
 async fn work(
@@ -151,13 +126,13 @@ async fn work(
     redis: redis::Client,
     ttl: Duration,
     shutdown: CancellationToken,
-) -> anyhow::Result<()> {
+) -> Result<(), Stopped> {
     // Claim liveness before taking any ballot, or a peer could reclaim them.
     let mut heartbeat = Heartbeat::new(redis.clone(), &worker_id, ttl);
     match heartbeat.first_beat(&shutdown).await {
         Ok(true) => {}
         Ok(false) => return Ok(()),
-        Err(unusable) => return Err(UnusableSetting(unusable).into()),
+        Err(unusable) => return Err(Stopped::Unusable(unusable)),
     }
     // Cancelled on shutdown, or when a setting turns out never to work.
     let stop = shutdown.child_token();
@@ -174,8 +149,8 @@ async fn work(
         // Every option id counts, labelled or not: a vote replica with more
         // options than this worker knows must not have its ballots dropped.
         options: VoteOptions::every_id(),
-        redis_health: Health::new("redis"),
-        postgres_health: Health::new("postgres"),
+        redis_health: Outage::new("redis"),
+        postgres_health: Outage::new("postgres"),
         unusable: None,
     };
     if worker.prepare_store(&stop).await {
@@ -187,24 +162,18 @@ async fn work(
     let _ = beating.await;
     worker.queue.retire().await;
     if let Some(unusable) = worker.unusable {
-        return Err(UnusableSetting(unusable).into());
+        return Err(Stopped::Unusable(unusable));
     }
     info!(%worker_id, "worker stopped");
     Ok(())
 }
 
-/// Why [`run`] stopped by itself: a setting that can never work, in one
-/// line naming it.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct UnusableSetting(pub String);
-
 struct Worker {
     queue: Queue,
     store: Store,
     options: VoteOptions,
-    redis_health: Health,
-    postgres_health: Health,
+    redis_health: Outage,
+    postgres_health: Outage,
     /// Set when a setting turned out never to work: the worker stops.
     unusable: Option<String>,
 }
@@ -234,7 +203,7 @@ impl Worker {
             self.unusable = Some(unusable);
             return false;
         }
-        self.redis_health.down(e, shutdown).await
+        self.redis_health.wait(e, shutdown).await
     }
 
     /// As `redis_down`, for Postgres and DATABASE_URL.
@@ -248,7 +217,7 @@ impl Worker {
             return false;
         }
         self.postgres_health
-            .down(&db_error::explain(e), shutdown)
+            .wait(&db_error::explain(e), shutdown)
             .await
     }
 

@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use ballot::db_error;
 use ballot::schema::Migration;
+use kit::db_error;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, NoTls, Statement};

@@ -105,12 +105,12 @@ pub fn config(redis_url: &str, database_url: &str, extra: &[&str]) -> worker::Co
 /// A worker running in this process until stopped.
 pub struct InProcess {
     shutdown: CancellationToken,
-    task: JoinHandle<anyhow::Result<()>>,
+    task: JoinHandle<Result<(), worker::Stopped>>,
 }
 
 impl InProcess {
     pub fn start(redis_url: &str, database_url: &str, extra: &[&str]) -> InProcess {
-        ballot::telemetry::init();
+        kit::telemetry::init();
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(worker::run(
             config(redis_url, database_url, extra),

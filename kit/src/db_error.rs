@@ -7,7 +7,7 @@ use tokio_postgres::Error;
 
 /// The server's own message when there is one (the plain `Display` of a
 /// database error says only "db error"), and what it means when it comes
-/// from a schema upgrade (see [`crate::schema::migrate`]).
+/// from a schema upgrade (see `ballot::schema::migrate`).
 pub fn explain(e: &Error) -> String {
     let Some(db) = e.as_db_error() else {
         // "error connecting to server" alone hides the cause (refused, ...).

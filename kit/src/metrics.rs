@@ -3,12 +3,9 @@
 //! open file descriptors) refreshed at each scrape and a build-info gauge.
 
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use rocket::fairing::{Fairing, Info, Kind};
-use rocket::http::ContentType;
-use rocket::{Data, Request, Response};
 
 /// Buckets of every `*_seconds` histogram: 0.5 ms to 10 s.
 const SECONDS_BUCKETS: [f64; 14] = [
@@ -22,10 +19,7 @@ const UPKEEP_EVERY: Duration = Duration::from_secs(5);
 /// The Prometheus text format's content type.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4";
 
-/// [`CONTENT_TYPE`] for a Rocket response.
-pub fn content_type() -> ContentType {
-    ContentType::new("text", "plain").with_params(("version", "0.0.4"))
-}
+static METRICS: OnceLock<Metrics> = OnceLock::new();
 
 pub struct Metrics {
     handle: PrometheusHandle,
@@ -37,7 +31,6 @@ impl Metrics {
     /// per process: services started together in a test share it) and
     /// recording `<service>_build_info`.
     pub fn install(service: &'static str) -> &'static Metrics {
-        static METRICS: OnceLock<Metrics> = OnceLock::new();
         let metrics = METRICS.get_or_init(|| {
             let handle = PrometheusBuilder::new()
                 .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &SECONDS_BUCKETS)
@@ -61,6 +54,11 @@ impl Metrics {
         metrics
     }
 
+    /// The process's metrics, once [`Metrics::install`] has run.
+    pub fn installed() -> Option<&'static Metrics> {
+        METRICS.get()
+    }
+
     /// Every metric in the Prometheus text format, process metrics fresh.
     pub fn render(&self) -> String {
         self.process.collect();
@@ -77,36 +75,5 @@ pub fn status_class(status: u16) -> &'static str {
         3 => "3xx",
         4 => "4xx",
         _ => "5xx",
-    }
-}
-
-/// Times every request of a Rocket service into the histogram `metric`,
-/// labelled by route name (or `unmatched`) and status class.
-pub struct RequestTimer {
-    pub metric: &'static str,
-}
-
-#[rocket::async_trait]
-impl Fairing for RequestTimer {
-    fn info(&self) -> Info {
-        Info {
-            name: "request timer",
-            kind: Kind::Request | Kind::Response,
-        }
-    }
-
-    async fn on_request(&self, request: &mut Request<'_>, _: &mut Data<'_>) {
-        request.local_cache(Instant::now);
-    }
-
-    async fn on_response<'r>(&self, request: &'r Request<'_>, response: &mut Response<'r>) {
-        let started = request.local_cache(Instant::now);
-        let route = request
-            .route()
-            .and_then(|r| r.name.clone())
-            .unwrap_or("unmatched".into());
-        let class = status_class(response.status().code);
-        metrics::histogram!(self.metric, "route" => route, "status" => class)
-            .record(started.elapsed().as_secs_f64());
     }
 }

@@ -4,14 +4,9 @@ use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
 
-/// Rocket logs several lines per request at `info`; by default they are left
-/// out, so logging never costs more than the request itself. Rocket 0.5 also
-/// logs every request no route matches ("No matching routes for GET /x", at
-/// ERROR, and its catcher at WARN; a HEAD request even when the GET route
-/// then answers it) under `rocket::server::_`, so a scanner would flood the
-/// log; that target's other lines (a handler panicked, a client left while
-/// being answered) are covered by the panic message and by nothing we need.
-const DEFAULT_FILTER: &str = "info,rocket=warn,rocket::server::_=off";
+/// Without `RUST_LOG`: what a service does, not a line per request (no
+/// service logs requests; a scanner cannot flood the log).
+const DEFAULT_FILTER: &str = "info";
 
 /// How log lines look: `LOG_FORMAT` / `--log-format`.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]

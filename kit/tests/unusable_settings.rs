@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use ballot::{db_error, redis_error};
+use kit::{db_error, redis_error};
 use test_servers::{free_port, Postgres, Redis};
 use tokio_postgres::NoTls;
 

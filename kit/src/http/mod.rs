@@ -1,0 +1,130 @@
+//! The HTTP side every service shares: a route table whose entries carry
+//! their metric names, the probes (`/healthz`, `/readyz`, `/metrics`), a
+//! plain 404 for anything else, and the layers around every answer
+//! (security headers, timing).
+
+mod headers;
+mod server;
+mod timing;
+
+use axum::handler::Handler;
+use axum::http::header::CONTENT_TYPE;
+use axum::http::{HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{on, MethodFilter};
+use axum::Router;
+
+pub use server::{serve, BODY_READ_TIMEOUT, HEADER_READ_TIMEOUT};
+pub use timing::UNMATCHED;
+
+/// A service's routes, each with the name its requests are timed under
+/// (`route` label of `<service>_http_request_duration_seconds`; the names
+/// Rocket gave its routes, which dashboards select on).
+pub struct Routes<S> {
+    router: Router<S>,
+    names: Vec<timing::Named>,
+}
+
+impl<S: Clone + Send + Sync + 'static> Default for Routes<S> {
+    fn default() -> Self {
+        Routes::new()
+    }
+}
+
+impl<S: Clone + Send + Sync + 'static> Routes<S> {
+    /// The probes every service has: `/healthz` (200 while the process
+    /// serves) and `/metrics`; each service adds its own `/readyz`.
+    pub fn new() -> Self {
+        Routes {
+            router: Router::new(),
+            names: Vec::new(),
+        }
+        .get("healthz", "/healthz", healthz)
+        .get("metrics", "/metrics", metrics)
+    }
+
+    /// `GET path` (and `HEAD`), timed as `name`.
+    pub fn get<H: Handler<T, S>, T: 'static>(
+        self,
+        name: &'static str,
+        path: &'static str,
+        handler: H,
+    ) -> Self {
+        self.route(name, Method::GET, path, handler)
+    }
+
+    /// `POST path`, timed as `name`.
+    pub fn post<H: Handler<T, S>, T: 'static>(
+        self,
+        name: &'static str,
+        path: &'static str,
+        handler: H,
+    ) -> Self {
+        self.route(name, Method::POST, path, handler)
+    }
+
+    fn route<H: Handler<T, S>, T: 'static>(
+        mut self,
+        name: &'static str,
+        method: Method,
+        path: &'static str,
+        handler: H,
+    ) -> Self {
+        let filter = MethodFilter::try_from(method.clone()).expect("GET or POST");
+        self.router = self.router.route(path, on(filter, handler));
+        self.names.push(timing::Named { method, path, name });
+        self
+    }
+
+    /// The service: these routes with `state`; any other path or method
+    /// answered by `not_found` (no log line, so a scanner cannot flood the
+    /// log); every answer timed into the histogram `metric` and carrying
+    /// the security headers.
+    pub fn finish<H: Handler<T, S>, T: 'static>(
+        self,
+        state: S,
+        metric: &'static str,
+        not_found: H,
+    ) -> Router {
+        self.router
+            // A method a path does not take is as unknown as the path.
+            .method_not_allowed_fallback(not_found.clone())
+            .fallback(not_found)
+            .with_state(state)
+            .layer(headers::layer())
+            .layer(timing::Layer::new(metric, self.names))
+    }
+}
+
+/// Alive: answers while the process serves.
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+/// Every metric of the process, in the Prometheus text format.
+async fn metrics() -> Response {
+    let kind = HeaderValue::from_static(crate::metrics::CONTENT_TYPE);
+    let text = crate::metrics::Metrics::installed().map_or_else(String::new, |m| m.render());
+    ([(CONTENT_TYPE, kind)], text).into_response()
+}
+
+/// The 404 of a service without a page of its own: plain text.
+pub async fn not_found() -> (StatusCode, &'static str) {
+    (StatusCode::NOT_FOUND, "not found\n")
+}
+
+/// A `/readyz` answer: 200 `ready`, or 503 `not ready: <why>`.
+pub struct Readiness(pub Result<(), String>);
+
+impl IntoResponse for Readiness {
+    fn into_response(self) -> Response {
+        match self.0 {
+            Ok(()) => (StatusCode::OK, "ready\n".to_string()).into_response(),
+            Err(why) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("not ready: {why}\n"),
+            )
+                .into_response(),
+        }
+    }
+}
