@@ -125,15 +125,57 @@ fn password_file(path: &str) -> Result<Password, String> {
 /// Parses the command line and environment; on a bad setting prints one line
 /// that names it and exits with status 2. `--help` and `--version` print as usual.
 pub fn parse<T: Parser>() -> T {
-    T::try_parse().unwrap_or_else(|err| match err.kind() {
+    let parsed = T::try_parse().unwrap_or_else(|err| match err.kind() {
         ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => err.exit(),
         _ => {
             let rendered = err.render().to_string();
-            let line = rendered.lines().next().unwrap_or("error: bad setting");
-            eprintln!("{line}");
-            std::process::exit(2);
+            unusable(rendered.lines().next().unwrap_or("error: bad setting"))
         }
-    })
+    });
+    let variables = std::env::vars_os().filter_map(|(name, _)| name.into_string().ok());
+    if let Some(line) = retired_rocket_setting(&T::command(), variables) {
+        unusable(&line);
+    }
+    parsed
+}
+
+/// The one exit for a setting that can never work: its line, status 2.
+pub fn unusable(line: &str) -> ! {
+    eprintln!("{line}");
+    std::process::exit(2);
+}
+
+/// result and the worker ran on Rocket, which read any `ROCKET_*` variable
+/// itself. None is read now (but those a service declares, such as vote's
+/// `ROCKET_WORKERS`); one still set would silently do nothing, so the
+/// service refuses to start, naming it and what replaces it.
+fn retired_rocket_setting(
+    command: &clap::Command,
+    variables: impl Iterator<Item = String>,
+) -> Option<String> {
+    let declared: Vec<String> = command
+        .get_arguments()
+        .filter_map(|arg| arg.get_env()?.to_str().map(String::from))
+        .collect();
+    let mut retired: Vec<String> = variables
+        .filter(|name| name.starts_with("ROCKET_") && !declared.contains(name))
+        .collect();
+    retired.sort();
+    let name = retired.into_iter().next()?;
+    let instead = match name.as_str() {
+        "ROCKET_PORT" => "set PORT",
+        "ROCKET_ADDRESS" => "every service listens on all interfaces",
+        "ROCKET_LOG_LEVEL" | "ROCKET_CLI_COLORS" => "set RUST_LOG and LOG_FORMAT",
+        "ROCKET_WORKERS" => "run more replicas",
+        "ROCKET_KEEP_ALIVE" => "idle connections are closed after 10 s",
+        "ROCKET_SHUTDOWN" => "set SHUTDOWN_DRAIN",
+        _ => "see the README's settings",
+    };
+    Some(format!(
+        "{name} is set, but {} no longer runs on Rocket and reads no ROCKET_* \
+         setting: {instead}",
+        command.get_name()
+    ))
 }
 
 #[cfg(test)]
@@ -193,6 +235,36 @@ mod tests {
     /// What `parse` prints before it exits 2: the first line of the error.
     fn first_line(err: &clap::Error) -> String {
         err.render().to_string().lines().next().unwrap().to_string()
+    }
+
+    #[test]
+    fn a_rocket_setting_left_set_is_named_with_what_replaces_it() {
+        let command = <Cli as clap::CommandFactory>::command().name("result");
+        let vars = |names: &[&str]| {
+            names
+                .iter()
+                .map(|n| n.to_string())
+                .collect::<Vec<_>>()
+                .into_iter()
+        };
+        assert_eq!(
+            retired_rocket_setting(&command, vars(&["PORT", "HOME"])),
+            None
+        );
+        let line = retired_rocket_setting(&command, vars(&["ROCKET_PORT", "ROCKET_WORKERS"]));
+        let line = line.unwrap();
+        assert!(line.starts_with("ROCKET_PORT is set, but result"), "{line}");
+        assert!(line.ends_with("set PORT"), "{line}");
+        // One a service still declares (vote's ROCKET_WORKERS) is its own.
+        let command = command.arg(
+            clap::Arg::new("workers")
+                .long("workers")
+                .env("ROCKET_WORKERS"),
+        );
+        assert_eq!(
+            retired_rocket_setting(&command, vars(&["ROCKET_WORKERS"])),
+            None
+        );
     }
 
     #[test]

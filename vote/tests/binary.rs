@@ -126,6 +126,9 @@ fn a_bad_setting_stops_start_up_with_one_line_naming_it() {
         ("REDIS_URL", "localhost:6379"),
         ("REDIS_URL", "redis://host:notaport"),
         ("OPTION_A", " "),
+        // Read by no service since they left Rocket: refused, not ignored.
+        ("ROCKET_PORT", "8000"),
+        ("ROCKET_KEEP_ALIVE", "5"),
     ];
     for (name, value) in cases {
         let output = Command::new(VOTE)

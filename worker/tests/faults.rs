@@ -62,6 +62,7 @@ async fn outage_mid_stream<S: Send + 'static>(
 
     let _server = tokio::task::spawn_blocking(move || {
         stop(&server);
+        // How long the outage lasts, not a wait for something.
         std::thread::sleep(Duration::from_secs(1));
         resume(&server);
         server
@@ -91,6 +92,8 @@ async fn started_while_postgres_is_down_it_waits_then_drains() {
     let cast = ballots(1_000, 400);
     enqueue(&mut redis, &json(&cast)).await;
     let worker = InProcess::start(&redis_url, &db_url, &[]);
+    // A second of the worker retrying against the outage: nothing to wait
+    // for, it must not take a ballot meanwhile.
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(
         queued(&mut redis).await.0,
@@ -123,6 +126,7 @@ async fn started_while_redis_is_down_it_waits_then_drains() {
     .await
     .unwrap();
     let worker = InProcess::start(&redis_url, &db_url, &[]);
+    // A second of the worker retrying against the outage.
     tokio::time::sleep(Duration::from_secs(1)).await;
 
     let _server = tokio::task::spawn_blocking(move || {
@@ -357,8 +361,9 @@ async fn an_unusable_setting_stops_the_binary_with_one_line_naming_it() {
         .unwrap();
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(output.status.code(), Some(2), "{setting}: {stderr}");
-        // Rocket announces the worker's HTTP listener; the verdict is the
-        // one line naming the setting, and the last, with no retry before it.
+        // The worker logs its start and its HTTP listener; the verdict is
+        // the one line naming the setting, and the last, with no retry
+        // before it.
         let naming: Vec<&str> = stderr.lines().filter(|l| l.contains(setting)).collect();
         assert_eq!(naming.len(), 1, "{setting}: {stderr}");
         assert_eq!(

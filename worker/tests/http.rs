@@ -61,6 +61,22 @@ async fn wait_for(port: u16, path: &str, status: u16) -> String {
     }
 }
 
+/// `/metrics` once the sample `name` reads `value` (within 20 s).
+async fn wait_for_sample(port: u16, name: &str, value: f64) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let metrics = wait_for(port, "/metrics", 200).await;
+        if sample(&metrics, name) == Some(value) {
+            return metrics;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{name} never read {value}: {metrics}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// The value of the sample `name` (with its labels, as rendered), if any.
 fn sample(metrics: &str, name: &str) -> Option<f64> {
     metrics
@@ -134,9 +150,7 @@ async fn metrics_follow_the_ballots() {
     enqueue(&mut redis, &entries).await;
     wait_drained(&mut redis, Duration::from_secs(20)).await;
     // The heartbeat samples the queue depth every TTL/3 (10 s / 3 here).
-    tokio::time::sleep(Duration::from_millis(3_500)).await;
-
-    let after = wait_for(port, "/metrics", 200).await;
+    let after = wait_for_sample(port, "worker_queue_depth", 0.0).await;
     assert_eq!(sample(&after, "worker_ballots_applied_total"), Some(20.0));
     assert_eq!(sample(&after, "worker_ballots_dead_total"), Some(1.0));
     assert!(sample(&after, "worker_batch_duration_seconds_count").is_some_and(|n| n >= 1.0));
