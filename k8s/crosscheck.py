@@ -191,14 +191,6 @@ class Project:
         workspace_binaries = {
             t["name"] for p in metadata["packages"] for t in p["targets"] if "bin" in t["kind"]
         }
-        # Rocket reads ROCKET_* itself (e.g. result's ROCKET_KEEP_ALIVE).
-        self.rocket_binaries = {
-            t["name"]
-            for p in metadata["packages"]
-            if any(d["name"] == "rocket" for d in p["dependencies"])
-            for t in p["targets"]
-            if "bin" in t["kind"]
-        }
         # The service images: compose services built to run a workspace binary
         # (not images of other software compose may build).
         for service, entry in self.compose.items():
@@ -458,8 +450,6 @@ class Check:
         raws = [r or "" for _, _, r in env]
         for i, env_name in enumerate(names):
             if env_name in binary.envs or env_name in ENV_OUTSIDE_CLAP:
-                continue
-            if env_name.startswith("ROCKET_") and binary_name in self.project.rocket_binaries:
                 continue
             used_later = any(f"$({env_name})" in r for r in raws[i + 1 :])
             if not used_later:
