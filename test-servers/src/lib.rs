@@ -6,14 +6,17 @@
 //! `start()` gives a private one for tests that stop and restart it.
 //! Servers die with the test process, even when it is killed.
 //! `Browser` drives headless Chromium through chromedriver for page tests.
+//! `Served` runs one of our services in the test process on a bound port.
 
 mod browser;
 pub mod half_open;
 mod postgres;
 mod process;
 mod redis;
+mod served;
 
 pub use browser::Browser;
 pub use postgres::Postgres;
 pub use process::{free_port, memory_kib, terminate};
 pub use redis::{connect as redis_connection, Redis};
+pub use served::Served;

@@ -14,6 +14,8 @@ use reqwest::header::{HeaderMap, CONTENT_TYPE, COOKIE, SET_COOKIE};
 pub struct Vote {
     pub base: String,
     pub http: reqwest::Client,
+    /// The service, when this test started it: it serves while this lives.
+    served: Option<test_servers::Served>,
 }
 
 impl Vote {
@@ -22,25 +24,22 @@ impl Vote {
         Vote {
             base: format!("http://127.0.0.1:{port}"),
             http: reqwest::Client::new(),
+            served: None,
         }
     }
 
-    /// `vote` listening on a free port, with `extra` flags such as `--option-c`.
+    /// `vote` in this process on a port bound for it, with `extra` flags
+    /// such as `--option-c`; it takes connections at once.
     pub async fn start(redis_url: &str, extra: &[&str]) -> Vote {
-        let port = test_servers::free_port();
-        let port_arg = port.to_string();
-        let mut args = vec!["vote", "--redis-url", redis_url, "--port", &port_arg];
+        let mut args = vec!["vote", "--redis-url", redis_url];
         args.extend_from_slice(extra);
-        tokio::spawn(vote::serve(vote::Config::parse_from(args)));
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_err()
-        {
-            assert!(Instant::now() < deadline, "vote did not start on {port}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        let config = vote::Config::parse_from(args);
+        let served = test_servers::Served::start(|listener| vote::serve_on(listener, config)).await;
+        let port = served.port();
+        Vote {
+            served: Some(served),
+            ..Vote::at(port)
         }
-        Vote::at(port)
     }
 
     pub async fn get(&self, path: &str, cookie: Option<&str>) -> reqwest::Response {
