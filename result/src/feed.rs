@@ -7,13 +7,16 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::ws::Utf8Bytes;
 use ballot::schema::{migrate, read_tally, Migration, TALLY_CHANNEL};
 use ballot::{Tally, VoteOptions};
 use futures_util::future::poll_fn;
 use kit::db_error::{explain, unusable_setting};
+use kit::outage::Outage;
 use tokio::sync::{watch, Notify};
-use tokio::time::{sleep, sleep_until, timeout, Instant};
+use tokio::time::{sleep_until, timeout, Instant};
 use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_util::sync::CancellationToken;
 
 /// Bursts of notifications collapse into at most one read per interval,
 /// so clients see at most 20 updates a second however fast votes arrive.
@@ -22,14 +25,15 @@ const MIN_READ_INTERVAL: Duration = Duration::from_millis(50);
 const REFRESH_INTERVAL: Duration = Duration::from_secs(3);
 /// A query or connect that takes longer than this means Postgres is gone.
 const DATABASE_TIMEOUT: Duration = Duration::from_secs(5);
-const FIRST_RETRY: Duration = Duration::from_millis(100);
+/// Retries back off from 0.1 s (the outage's first delay) up to this.
 const LAST_RETRY: Duration = Duration::from_secs(5);
 
-/// A tally as every client receives it, serialized once for all of them.
+/// A tally as every client receives it, serialized once for all of them
+/// (and shared, not copied, per message).
 #[derive(Debug)]
 pub struct Published {
     pub tally: Tally,
-    pub json: String,
+    pub json: Utf8Bytes,
 }
 
 /// What the page, `/api/tally`, `/readyz` and every socket show.
@@ -59,33 +63,28 @@ impl From<tokio_postgres::Error> for Failure {
     }
 }
 
-/// Keeps `feed` current through outages; returns only when DATABASE_URL
-/// can never work, with one line naming it.
+/// Keeps `feed` current through outages until `stop`; returns early only
+/// when DATABASE_URL can never work, with one line naming it.
 pub async fn run(
     db: tokio_postgres::Config,
     options: VoteOptions,
     feed: watch::Sender<Feed>,
-) -> String {
-    let mut retry = FIRST_RETRY;
-    let mut reported_down = false;
+    stop: CancellationToken,
+) -> Option<String> {
+    let postgres = Outage::new("postgres").with_max_delay(LAST_RETRY);
     loop {
-        let error = match follow(&db, &options, &feed).await {
-            Failure::Unusable(line) => return line,
+        let failure = tokio::select! {
+            failure = follow(&db, &options, &feed, &postgres) => failure,
+            () = stop.cancelled() => return None,
+        };
+        let error = match failure {
+            Failure::Unusable(line) => return Some(line),
             Failure::Outage(error) => error,
         };
-        let was_live = feed.send_if_modified(|f| std::mem::replace(&mut f.live, false));
-        if was_live {
-            retry = FIRST_RETRY;
-            reported_down = false;
+        feed.send_if_modified(|f| std::mem::replace(&mut f.live, false));
+        if !postgres.wait(&error, &stop).await {
+            return None;
         }
-        if !reported_down {
-            tracing::warn!(%error, "postgres unavailable; retrying with backoff");
-            reported_down = true;
-        } else {
-            tracing::debug!(%error, ?retry, "postgres still unavailable");
-        }
-        sleep(retry).await;
-        retry = (retry * 2).min(LAST_RETRY);
     }
 }
 
@@ -94,6 +93,7 @@ async fn follow(
     db: &tokio_postgres::Config,
     options: &VoteOptions,
     feed: &watch::Sender<Feed>,
+    postgres: &Outage,
 ) -> Failure {
     let (client, mut connection) = match timeout(DATABASE_TIMEOUT, db.connect(NoTls)).await {
         Ok(Ok(pair)) => pair,
@@ -122,7 +122,7 @@ async fn follow(
     };
     tokio::select! {
         failure = receive => failure,
-        result = keep_publishing(&client, options, feed, &notified, &newest) => {
+        result = keep_publishing(&client, options, feed, postgres, &notified, &newest) => {
             let Err(failure) = result;
             failure
         }
@@ -137,6 +137,7 @@ async fn keep_publishing(
     client: &tokio_postgres::Client,
     options: &VoteOptions,
     feed: &watch::Sender<Feed>,
+    postgres: &Outage,
     notified: &Notify,
     newest: &AtomicI64,
 ) -> Result<Infallible, Failure> {
@@ -148,6 +149,7 @@ async fn keep_publishing(
     let mut unlabelled = std::collections::BTreeSet::new();
     loop {
         let tally = within_timeout(read_tally(client, options)).await?;
+        postgres.up();
         for id in tally.votes.keys() {
             if options.get(id).is_none() && unlabelled.insert(id.clone()) {
                 tracing::warn!(
@@ -188,6 +190,7 @@ fn publish(feed: &watch::Sender<Feed>, tally: Tally) -> bool {
         }
         if !unchanged {
             let json = serde_json::to_string(&tally).expect("a tally always serializes");
+            let json = json.into();
             f.latest = Some(Arc::new(Published { tally, json }));
             moved = true;
         }

@@ -3,21 +3,26 @@
 
 mod feed;
 mod page;
-mod rocket_timer;
 mod routes;
 mod share;
+mod socket;
 
-use ballot::options::OptionArgs;
-use kit::settings::DatabaseArgs;
-use std::sync::{Arc, OnceLock};
+use std::net::Ipv4Addr;
+use std::sync::Arc;
 use std::time::Duration;
 
+use ballot::options::OptionArgs;
+use ballot::VoteOptions;
 use clap::Parser;
+use kit::settings::DatabaseArgs;
+use kit::shutdown::Drain;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 pub use kit::healthcheck::Command;
-use rocket::fairing::AdHoc;
-use tokio::sync::watch;
-use tokio_util::task::TaskTracker;
+pub use kit::Stopped;
 
 pub use feed::{Feed, Published};
 pub use share::{percentages, total_text};
@@ -36,40 +41,75 @@ pub struct Config {
     pub options: OptionArgs,
     #[command(flatten)]
     pub log: kit::telemetry::LogArgs,
+    /// Seconds result goes on serving after SIGTERM while `/readyz` answers
+    /// 503, so that a load balancer takes it out of rotation before its
+    /// websockets are told to go elsewhere (the edge needs up to 2.5 s).
+    /// A second signal stops it at once.
+    #[arg(long, env = "SHUTDOWN_DRAIN", default_value_t = 4,
+          value_parser = clap::value_parser!(u64).range(0..=60))]
+    pub shutdown_drain: u64,
 }
 
-/// Set when DATABASE_URL turned out never to work: the one line that says
-/// so. The service shuts down; `main` prints it and exits non-zero.
-#[derive(Default)]
-pub struct Unusable(Arc<OnceLock<String>>);
-
-impl Unusable {
-    pub fn line(&self) -> Option<&str> {
-        self.0.get().map(String::as_str)
-    }
+/// What every request handler and socket needs, built once at start.
+struct App {
+    /// The latest tally, as the feed publishes it.
+    feed: watch::Receiver<Feed>,
+    options: VoteOptions,
+    /// The websockets' tasks, so that the process can wait for each to
+    /// have sent its close frame before it exits.
+    sockets: TaskTracker,
+    /// Cancelled once shutting down: `/readyz` answers 503 from then on.
+    draining: CancellationToken,
+    /// Cancelled when the server stops: every websocket says goodbye.
+    stop: CancellationToken,
 }
 
-/// The websocket clients' tasks: at shutdown each sends its close frame
-/// (1001, "shutting down"), and `close_sockets` waits for them to.
-#[derive(Clone, Default)]
-pub struct Sockets(TaskTracker);
-
-impl Sockets {
-    pub(crate) fn spawn(&self, socket: impl std::future::Future<Output = ()> + Send + 'static) {
-        self.0.spawn(socket);
-    }
-}
-
-/// How long, once Rocket has stopped, the websockets get to say goodbye.
+/// How long, once the server has stopped, the websockets get to say goodbye.
 const SOCKETS_CLOSE_WITHIN: Duration = Duration::from_secs(2);
 
-/// After `launch` has returned: waits (at most [`SOCKETS_CLOSE_WITHIN`])
-/// until every websocket has sent its close frame and ended, so that no
-/// client is cut off without one when the process exits.
-pub async fn close_sockets(rocket: &rocket::Rocket<rocket::Ignite>) {
-    let Some(Sockets(sockets)) = rocket.state::<Sockets>() else {
-        return;
-    };
+/// Serves on all interfaces at the configured port until shut down
+/// (SIGTERM, Ctrl-C), or until DATABASE_URL turns out never to work.
+pub async fn serve(config: Config) -> Result<(), Stopped> {
+    let listener = TcpListener::bind((Ipv4Addr::UNSPECIFIED, config.port)).await?;
+    serve_on(listener, config).await
+}
+
+/// [`serve`] on a listener already bound.
+pub async fn serve_on(listener: TcpListener, config: Config) -> Result<(), Stopped> {
+    let shutdown = Drain::on_signal(Duration::from_secs(config.shutdown_drain));
+    kit::metrics::Metrics::install("result");
+    feed::describe_metrics();
+    let options = config.options.options();
+    let (publish, feed) = watch::channel(Feed::default());
+    let app = Arc::new(App {
+        feed,
+        options: options.clone(),
+        sockets: TaskTracker::new(),
+        draining: shutdown.draining,
+        stop: shutdown.stop.clone(),
+    });
+    tracing::info!("serving on {}", listener.local_addr()?);
+    let database = config.database.pg_config();
+    let stop = shutdown.stop.clone();
+    let following = tokio::spawn(async move {
+        let unusable = feed::run(database, options, publish, stop.clone()).await;
+        // A DATABASE_URL that can never work stops the service.
+        stop.cancel();
+        unusable
+    });
+    kit::http::serve(listener, routes::router(Arc::clone(&app)), shutdown.stop).await;
+    close_sockets(&app.sockets).await;
+    match following.await {
+        Ok(Some(line)) => Err(Stopped::Unusable(line)),
+        Ok(None) => Ok(()),
+        Err(panicked) => Err(std::io::Error::other(panicked).into()),
+    }
+}
+
+/// Waits (at most [`SOCKETS_CLOSE_WITHIN`]) until every websocket has sent
+/// its close frame and ended, so that no client is cut off without one
+/// when the process exits.
+async fn close_sockets(sockets: &TaskTracker) {
     sockets.close();
     if tokio::time::timeout(SOCKETS_CLOSE_WITHIN, sockets.wait())
         .await
@@ -80,51 +120,6 @@ pub async fn close_sockets(rocket: &rocket::Rocket<rocket::Ignite>) {
             "websockets not closed within {SOCKETS_CLOSE_WITHIN:?}; exiting anyway"
         );
     }
-}
-
-/// The service, ready to launch on 0.0.0.0:PORT. The tally feed starts at
-/// liftoff and stops at shutdown.
-pub fn rocket(config: Config) -> rocket::Rocket<rocket::Build> {
-    let options = config.options.options();
-    let (sender, receiver) = watch::channel(Feed::default());
-    let db = config.database.pg_config();
-    let feed_options = options.clone();
-    let figment = rocket::Config::figment()
-        .merge(("address", "0.0.0.0"))
-        .merge(("port", config.port))
-        // Rocket logs a line per request, costly with thousands of sockets;
-        // tracing (RUST_LOG) carries what matters.
-        .merge(("log_level", rocket::config::LogLevel::Critical));
-    let metrics = kit::metrics::Metrics::install("result");
-    feed::describe_metrics();
-    rocket::custom(figment)
-        .manage(receiver)
-        .manage(options)
-        .manage(Unusable::default())
-        .manage(Sockets::default())
-        .manage(metrics)
-        .attach(rocket_timer::RequestTimer {
-            metric: "result_http_request_duration_seconds",
-        })
-        .mount("/", routes::all())
-        .attach(AdHoc::on_liftoff("tally feed", move |rocket| {
-            let shutdown = rocket.shutdown();
-            let unusable = rocket.state::<Unusable>().map(|u| u.0.clone());
-            tracing::info!(port = rocket.config().port, "result service listening");
-            Box::pin(async move {
-                tokio::spawn(async move {
-                    tokio::select! {
-                        line = feed::run(db, feed_options, sender) => {
-                            if let Some(slot) = unusable {
-                                let _ = slot.set(line);
-                            }
-                            shutdown.notify();
-                        }
-                        _ = shutdown.clone() => {}
-                    }
-                });
-            })
-        }))
 }
 
 #[cfg(test)]
@@ -147,5 +142,7 @@ mod tests {
         assert!(error.to_string().contains("PORT"), "{error}");
         let error = Config::try_parse_from(["result", "--database-url", "db"]).unwrap_err();
         assert!(error.to_string().contains("DATABASE_URL"), "{error}");
+        let error = Config::try_parse_from(["result", "--shutdown-drain", "61"]).unwrap_err();
+        assert!(error.to_string().contains("SHUTDOWN_DRAIN"), "{error}");
     }
 }

@@ -59,7 +59,7 @@ async fn restarts_never_stall_counting_while_a_session_reads_votes() {
 
     let held_since = Instant::now();
     let second_worker = start_worker(&redis_url, &database_url);
-    let restarted = launch_result(&database_url, &[]);
+    let restarted = launch_result(&database_url, &[]).await;
     let mut redis = test_servers::redis_connection(&redis_url).await;
     for i in 1..=10 {
         queue_ballot(&mut redis, &format!("v{i}"), "a").await;
@@ -102,7 +102,7 @@ async fn a_role_that_may_only_read_waits_for_the_worker_then_serves() {
     let database = owner_url.rsplit('/').next().unwrap();
     let viewer_url = format!("postgres://viewer@127.0.0.1:{}/{database}", pg.port());
 
-    let port = launch_result(&viewer_url, &[]);
+    let port = launch_result(&viewer_url, &[]).await;
     wait_for_status(port, "/healthz", 200).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(status(port, "/readyz").await, Some(503), "no schema yet");

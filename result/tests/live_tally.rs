@@ -175,7 +175,7 @@ async fn a_client_that_never_reads_holds_up_no_one_and_is_dropped() {
         })
         .collect();
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-    let port = launch_result(&url, &flags);
+    let port = launch_result(&url, &flags).await;
     wait_for_status(port, "/readyz", 200).await;
     let db = db(&url).await;
     let (mut stalled, stalled_port) = connect_never_reading(port).await;
@@ -273,7 +273,7 @@ async fn the_page_shows_every_option_without_javascript() {
 #[tokio::test]
 async fn more_options_from_settings() {
     let url = Postgres::shared().fresh_database();
-    let port = launch_result(&url, &["--option-c", "Birds"]);
+    let port = launch_result(&url, &["--option-c", "Birds"]).await;
     wait_for_status(port, "/readyz", 200).await;
     let mut socket = connect(port).await;
     assert_eq!(

@@ -1,8 +1,9 @@
 //! The result binary started with a soft open-file limit of 1,024 under a
 //! higher hard one, as Docker and systemd start services: connections that
 //! begin a request and never finish it must not lock everyone else out.
-//! Rocket 0.5 has no request-head timeout, so it holds each such connection
-//! (and its file descriptor) for as long as the client likes.
+//! result holds each such connection (and its file descriptor) until its
+//! request-head timeout, 10 s, cuts it; a body never finished, or a
+//! keep-alive connection left idle, holds one no longer.
 
 mod support;
 

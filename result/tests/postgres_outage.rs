@@ -57,7 +57,7 @@ async fn starts_while_postgres_is_down_and_catches_up() {
     let pg = Postgres::start();
     let url = pg.url();
     pg.stop();
-    let port = launch_result(&url, &[]);
+    let port = launch_result(&url, &[]).await;
     wait_for_status(port, "/healthz", 200).await;
     assert_eq!(status(port, "/readyz").await, Some(503));
     let page = get_text(port, "/").await;

@@ -1,5 +1,5 @@
-//! Runs the real result service on a free port and talks to it over real
-//! HTTP and websockets.
+//! Runs the real result service on a port of its own and talks to it over
+//! real HTTP and websockets.
 #![allow(dead_code)]
 
 use std::time::Duration;
@@ -8,7 +8,7 @@ use ballot::Tally;
 use clap::Parser;
 use futures_util::StreamExt;
 use test_servers::free_port;
-use tokio::net::TcpStream;
+use tokio::net::{TcpListener, TcpStream};
 use tokio_postgres::{Client, NoTls};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
@@ -20,25 +20,22 @@ pub const PATIENCE: Duration = Duration::from_secs(10);
 
 /// Starts the service against `database_url` and waits until it is ready.
 pub async fn start_result(database_url: &str) -> u16 {
-    let port = launch_result(database_url, &[]);
+    let port = launch_result(database_url, &[]).await;
     wait_for_status(port, "/readyz", 200).await;
     port
 }
 
-/// Launches the service on a free port, with `extra` flags such as
-/// `--option-c`, without waiting for it.
-pub fn launch_result(database_url: &str, extra: &[&str]) -> u16 {
-    let port = free_port();
-    let port_arg = port.to_string();
-    let mut args = vec![
-        "result",
-        "--database-url",
-        database_url,
-        "--port",
-        &port_arg,
-    ];
+/// Launches the service in this test's runtime, with `extra` flags such as
+/// `--option-c`, without waiting for it to be ready. Its listener is bound
+/// before it starts, so the port takes connections at once and no other
+/// test can take it in between.
+pub async fn launch_result(database_url: &str, extra: &[&str]) -> u16 {
+    let mut args = vec!["result", "--database-url", database_url];
     args.extend_from_slice(extra);
-    tokio::spawn(result::rocket(result::Config::parse_from(args)).launch());
+    let config = result::Config::parse_from(args);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(result::serve_on(listener, config));
     port
 }
 
