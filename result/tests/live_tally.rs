@@ -391,3 +391,60 @@ async fn on_sigterm_every_websocket_is_told_the_service_is_going_away() {
         assert_eq!(u16::from(frame.code), 1001, "socket {n}: {frame:?}");
     }
 }
+
+/// On SIGTERM result first says it is not ready and serves on for
+/// SHUTDOWN_DRAIN, websockets included, so that the edge takes it out of
+/// rotation before its clients are sent elsewhere; then each socket gets
+/// 1001 and the process exits 0.
+#[tokio::test]
+async fn on_sigterm_it_is_not_ready_but_serves_for_the_drain_then_exits() {
+    let url = Postgres::shared().fresh_database();
+    let mut result = ResultProcess::start(&url, |command| {
+        command.env("SHUTDOWN_DRAIN", "2");
+    })
+    .await;
+    let mut socket = connect(result.port).await;
+    assert_eq!(next_tally(&mut socket).await.total, 0);
+
+    let signalled = Instant::now();
+    result.signal_terminate();
+    wait_for_status(result.port, "/readyz", 503).await;
+    let readyz = reqwest::get(format!("http://127.0.0.1:{}/readyz", result.port))
+        .await
+        .unwrap();
+    assert_eq!(readyz.text().await.unwrap(), "not ready: shutting down\n");
+    // Still serving: the tally, new sockets, and changes to open ones.
+    assert_eq!(
+        get_text(result.port, "/api/tally").await,
+        r#"{"votes":{"a":0,"b":0},"total":0}"#
+    );
+    let mut late = connect(result.port).await;
+    assert_eq!(next_tally(&mut late).await.total, 0);
+    insert_votes(&db(&url).await, &[("v1", "a")]).await;
+    assert_eq!(next_tally(&mut socket).await.total, 1);
+    assert!(
+        signalled.elapsed() < Duration::from_secs(2),
+        "the checks above took the whole drain"
+    );
+
+    for socket in [&mut socket, &mut late] {
+        loop {
+            match tokio::time::timeout(PATIENCE, socket.next()).await {
+                Ok(Some(Ok(Message::Text(_)))) => {}
+                Ok(Some(Ok(Message::Close(Some(frame))))) => {
+                    assert_eq!(u16::from(frame.code), 1001, "{frame:?}");
+                    assert_eq!(frame.reason, "shutting down");
+                    break;
+                }
+                other => panic!("no close frame but {other:?}"),
+            }
+        }
+    }
+    let took = signalled.elapsed();
+    assert!(
+        took >= Duration::from_secs(2),
+        "sockets closed {took:?} after SIGTERM, before the drain was over"
+    );
+    let status = result.exit_within(PATIENCE).await;
+    assert_eq!(status.and_then(|s| s.code()), Some(0));
+}

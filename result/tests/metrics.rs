@@ -98,4 +98,22 @@ async fn metrics_follow_the_tally_and_the_websocket_clients() {
         sample(m, "result_websocket_clients") == Some(1.0)
     })
     .await;
+
+    // Requests are timed under the route names Rocket gave them.
+    get_text(port, "/api/tally").await;
+    assert_eq!(status(port, "/nowhere").await, Some(404));
+    let timed = metrics_until(port, "the tally request timed", |m| {
+        sample(m, &duration_count("tally", "2xx")) == Some(1.0)
+    })
+    .await;
+    assert_eq!(sample(&timed, &duration_count("socket", "1xx")), Some(2.0));
+    assert_eq!(
+        sample(&timed, &duration_count("unmatched", "4xx")),
+        Some(1.0)
+    );
+    assert!(sample(&timed, &duration_count("readyz", "2xx")) >= Some(1.0));
+}
+
+fn duration_count(route: &str, status: &str) -> String {
+    format!("result_http_request_duration_seconds_count{{route=\"{route}\",status=\"{status}\"}}")
 }

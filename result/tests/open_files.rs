@@ -56,3 +56,66 @@ async fn half_open_connections_past_the_soft_limit_lock_no_one_out() {
     drop(result);
     drop(held);
 }
+
+/// hyper may answer 408 before it closes.
+#[tokio::test]
+async fn a_request_head_not_finished_within_10_s_is_cut() {
+    let result = ResultProcess::start(&Postgres::shared().fresh_database(), |_| {}).await;
+    let (answer, after) =
+        answer_to_unfinished(result.port, b"GET /api/tally HTTP/1.1\r\nHost: x\r\n");
+    println!("request head unfinished: cut after {after:?}; answer {answer:?}");
+    assert!(
+        (Duration::from_secs(9)..Duration::from_secs(12)).contains(&after),
+        "cut after {after:?}, expected about 10 s; answer: {answer:?}"
+    );
+}
+
+/// No route of result reads a body: whatever of one a client announces and
+/// never sends, the answer comes at once and the connection closes with it.
+#[tokio::test]
+async fn a_body_not_finished_holds_no_connection() {
+    let result = ResultProcess::start(&Postgres::shared().fresh_database(), |_| {}).await;
+    for (request, status) in [
+        ("POST /x", "404"),
+        ("POST /", "404"),
+        ("GET /api/tally", "200"),
+    ] {
+        // A whole head, then 2 of the 100 body bytes it announces.
+        let start = format!("{request} HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nab");
+        let (answer, after) = answer_to_unfinished(result.port, start.as_bytes());
+        println!("{request} with a body unfinished: closed after {after:?}");
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {status}")),
+            "{request}: {answer}"
+        );
+        assert!(after < Duration::from_secs(12), "{request}: held {after:?}");
+    }
+}
+
+#[tokio::test]
+async fn an_idle_keep_alive_connection_is_closed_after_10_s() {
+    let result = ResultProcess::start(&Postgres::shared().fresh_database(), |_| {}).await;
+    let request = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+    let (answer, after) = answer_to_unfinished(result.port, request);
+    println!("idle after one request: closed after {after:?}");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(
+        (Duration::from_secs(9)..Duration::from_secs(12)).contains(&after),
+        "closed after {after:?}, expected about 10 s"
+    );
+}
+
+/// Sends `start` of a request on one connection and nothing more: what
+/// result answers before it closes the connection, and how long that took.
+fn answer_to_unfinished(port: u16, start: &[u8]) -> (String, Duration) {
+    let mut stream = hold_half_open(port, 1, start).into_iter().next().unwrap();
+    let started = Instant::now();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
+    let mut answer = Vec::new();
+    // Returns at end of file, once result has closed the connection.
+    std::io::Read::read_to_end(&mut stream, &mut answer).expect("closed by result, not left open");
+    let after = started.elapsed();
+    (String::from_utf8_lossy(&answer).into_owned(), after)
+}

@@ -2,6 +2,8 @@
 //! real HTTP and websockets.
 #![allow(dead_code)]
 
+use std::io::{BufRead, BufReader};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ballot::Tally;
@@ -120,6 +122,8 @@ pub async fn insert_votes(db: &Client, votes: &[(&str, &str)]) {
 pub struct ResultProcess {
     child: std::process::Child,
     pub port: u16,
+    /// Every line it has written to stderr so far.
+    log: Arc<Mutex<Vec<String>>>,
 }
 
 impl ResultProcess {
@@ -136,7 +140,8 @@ impl ResultProcess {
             .env_clear()
             .env("DATABASE_URL", database_url)
             .env("PORT", port.to_string())
-            .env("RUST_LOG", "warn");
+            .env("RUST_LOG", "warn")
+            .stderr(std::process::Stdio::piped());
         // SAFETY: prctl only sets a flag of the child about to exec.
         unsafe {
             command.pre_exec(|| {
@@ -148,8 +153,19 @@ impl ResultProcess {
             });
         }
         adjust(&mut command);
-        let child = command.spawn().expect("start the result binary");
-        let process = ResultProcess { child, port };
+        let mut child = command.spawn().expect("start the result binary");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        if let Some(stderr) = child.stderr.take() {
+            let log = Arc::clone(&log);
+            // Shown with the test's output, as if the binary wrote it there.
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    eprintln!("{line}");
+                    log.lock().unwrap().push(line);
+                }
+            });
+        }
+        let process = ResultProcess { child, port, log };
         wait_for_status(port, "/readyz", 200).await;
         process
     }
@@ -163,9 +179,37 @@ impl ResultProcess {
         test_servers::terminate(&mut self.child, limit)
     }
 
+    /// Sends SIGTERM and returns at once.
+    pub fn signal_terminate(&self) {
+        // SAFETY: kill(2) on a child we own and have not waited for yet.
+        assert_eq!(
+            unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) },
+            0
+        );
+    }
+
+    /// Waits up to `limit` for the process to exit by itself.
+    pub async fn exit_within(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            if tokio::time::Instant::now() > deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// A size field of /proc/<pid>/status, in KiB: see [`test_servers::memory_kib`].
     pub fn memory_kib(&self, field: &str) -> u64 {
         test_servers::memory_kib(self.child.id(), field)
+    }
+
+    /// The lines it has written to stderr so far.
+    pub fn log(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
     }
 }
 
