@@ -14,9 +14,8 @@ pub mod schema;
 pub mod shutdown;
 pub mod telemetry;
 
-mod ballot;
 mod tally;
 
-pub use ballot::{now_micros, Ballot, Poison};
 pub use options::{VoteOption, VoteOptions};
+pub use queue::{now_micros, Ballot, Poison};
 pub use tally::Tally;

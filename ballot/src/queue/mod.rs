@@ -4,8 +4,10 @@
 //! get their place in the queue. The vote service and the worker only call
 //! into this module, so neither can drift from the other's idea of an entry.
 
+mod entry;
 mod keys;
 
+pub use entry::{now_micros, Ballot, Poison};
 pub use keys::{
     heartbeat_key, processing_list, CLOCK, DEAD_LETTERS, HEARTBEAT_PREFIX, ORDER,
     PROCESSING_PREFIX, VOTES,
