@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use ballot::queue::{CLOCK, VOTES};
+use ballot::queue::{scripts, CLOCK, VOTES};
 use ballot::Ballot;
 use redis::aio::MultiplexedConnection;
 use redis::{ErrorKind, RedisError, RedisResult, Script, ServerErrorKind};
@@ -20,26 +20,6 @@ const DEADLINE: Duration = Duration::from_millis(1500);
 
 /// Pause between the start-up check's attempts while Redis is away.
 const CHECK_EVERY: Duration = Duration::from_secs(1);
-
-/// Queues one ballot, stamped with the queue's clock: Redis `TIME` in
-/// microseconds, made strictly later than the last stamp any vote replica
-/// gave (kept at KEYS[1]). So ballots are ordered by one clock that never
-/// runs backwards, whatever the clocks of the hosts that queued them say.
-/// ARGV[1] is the ballot's JSON without its closing brace; the script adds
-/// `"cast_at"` and the brace. RPUSH comes last, so an error reply means the
-/// ballot was not queued. (Writing after TIME needs Redis 5 or later.)
-const QUEUE: &str = r#"
-local time = redis.call('TIME')
-local stamp = tonumber(time[1]) * 1000000 + tonumber(time[2])
-local last = tonumber(redis.call('GET', KEYS[1]))
-if last and stamp <= last then
-  stamp = last + 1
-end
--- Lua shows numbers this large as 1.79e+15; '%.0f' is exact below 2^53.
-local text = string.format('%.0f', stamp)
-redis.call('SET', KEYS[1], text)
-return redis.call('RPUSH', KEYS[2], ARGV[1] .. ',"cast_at":' .. text .. '}')
-"#;
 
 #[derive(thiserror::Error, Debug)]
 pub enum Failure {
@@ -80,7 +60,7 @@ impl BallotBox {
     pub fn new(redis_url: &str) -> Result<BallotBox, RedisError> {
         Ok(BallotBox {
             redis: SharedConnection::new(redis::Client::open(redis_url)?),
-            queue: Script::new(QUEUE),
+            queue: Script::new(scripts::QUEUE),
             reachable: AtomicBool::new(true),
             unusable: OnceLock::new(),
         })

@@ -6,6 +6,7 @@
 
 mod entry;
 mod keys;
+pub mod scripts;
 
 pub use entry::{now_micros, Ballot, Poison};
 pub use keys::{
