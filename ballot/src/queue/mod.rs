@@ -7,9 +7,11 @@
 mod entry;
 mod keys;
 pub mod scripts;
+mod unstamped;
 
 pub use entry::{now_micros, Ballot, Poison};
 pub use keys::{
     heartbeat_key, processing_list, CLOCK, DEAD_LETTERS, HEARTBEAT_PREFIX, ORDER,
     PROCESSING_PREFIX, VOTES,
 };
+pub use unstamped::unstamped_entry;

@@ -11,5 +11,5 @@
 /// ballot was not queued. (Writing after TIME needs Redis 5 or later.)
 ///
 /// KEYS: [`CLOCK`](super::CLOCK), [`VOTES`](super::VOTES).
-/// ARGV: the unstamped entry.
+/// ARGV: the entry from [`unstamped_entry`](super::unstamped_entry).
 pub const QUEUE: &str = include_str!("scripts/queue.lua");
