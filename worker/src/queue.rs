@@ -10,6 +10,10 @@ use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, RedisResult, Script};
 use tracing::{info, warn};
 
+/// Dead letters are written here (see [`Queue::finish`]), so the worker
+/// finds how to restore them where it finds the rest of its Redis side.
+pub use ballot::queue::as_queued;
+
 /// How long a take blocks on an empty queue, so shutdown is noticed.
 const BLOCK_SECONDS: f64 = 1.0;
 
@@ -241,29 +245,6 @@ impl Taken {
     }
 }
 
-/// An entry as it was queued: without the place FILL wrote into a
-/// reference-format entry (`{"cast_at":N,"queue_seq":N,` at its start, a
-/// shape our vote service never writes), so dead letters stay verbatim.
-pub fn as_queued(entry: &[u8]) -> Cow<'_, [u8]> {
-    let brace = entry.iter().take_while(|b| b.is_ascii_whitespace()).count() + 1;
-    let Some(rest) = entry
-        .get(brace..)
-        .filter(|_| entry.get(brace - 1) == Some(&b'{'))
-        .and_then(|rest| strip_number_field(rest, b"\"cast_at\":"))
-        .and_then(|rest| strip_number_field(rest, b"\"queue_seq\":"))
-    else {
-        return Cow::Borrowed(entry);
-    };
-    Cow::Owned([&entry[..brace], rest].concat())
-}
-
-/// `rest` after `name`, a run of digits and a comma, if it starts so.
-fn strip_number_field<'a>(rest: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
-    let rest = rest.strip_prefix(name)?;
-    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
-    rest[digits..].strip_prefix(b",").filter(|_| digits > 0)
-}
-
 /// Returns the batches of workers whose heartbeat has expired to the head
 /// of the queue; returns how many ballots came back.
 pub async fn reclaim_orphans(
@@ -344,24 +325,5 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(letters, [poison]);
-    }
-
-    #[test]
-    fn a_stamped_reference_entry_is_restored_as_queued() {
-        let queued = |e: &str| String::from_utf8(as_queued(e.as_bytes()).into_owned()).unwrap();
-        assert_eq!(
-            queued(r#" {"cast_at":17,"queue_seq":3,"voter_id":"v","vote":"z"}"#),
-            r#" {"voter_id":"v","vote":"z"}"#
-        );
-        assert_eq!(queued(r#"{"cast_at":1,"queue_seq":2,}"#), "{}");
-        for unchanged in [
-            r#"{"voter_id":"v","vote":"z","cast_at":17}"#,
-            r#"{"cast_at":17,"voter_id":"v"}"#,
-            r#"{"cast_at":-1,"queue_seq":3,"vote":"a"}"#,
-            "not json",
-            "",
-        ] {
-            assert_eq!(queued(unchanged), unchanged);
-        }
     }
 }

@@ -6,6 +6,7 @@
 
 mod entry;
 mod keys;
+mod reference;
 pub mod scripts;
 mod unstamped;
 
@@ -14,4 +15,5 @@ pub use keys::{
     heartbeat_key, processing_list, CLOCK, DEAD_LETTERS, HEARTBEAT_PREFIX, ORDER,
     PROCESSING_PREFIX, VOTES,
 };
+pub use reference::as_queued;
 pub use unstamped::unstamped_entry;

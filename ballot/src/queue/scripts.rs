@@ -30,7 +30,8 @@ pub const QUEUE: &str = include_str!("scripts/queue.lua");
 /// too far ahead of the queue's clock, gets the place of the latest ballot
 /// taken before it (`cast_at`) plus a `queue_seq` that grows with every
 /// such entry. The place is written into the entry, so a batch handed back
-/// to the queue keeps it. Oversized entries go to the dead letters.
+/// to the queue keeps it; [`as_queued`](super::as_queued) takes it off a
+/// reference-format entry again. Oversized entries go to the dead letters.
 ///
 /// KEYS: votes, processing list, order, dead letters.
 /// ARGV: batch size, max entry bytes, max ahead (us), dead-letter cap,

@@ -38,6 +38,7 @@ if room > 0 then
         elseif string.find(entry, '^%s*{') then
           local ok, ballot = pcall(cjson.decode, entry)
           if ok and type(ballot) == 'table' and next(ballot) ~= nil and ballot.queue_seq == nil then
+            -- The place goes first, where as_queued (reference.rs) finds it.
             entry = string.gsub(entry, '^(%s*{)', '%1' .. next_place() .. ',', 1)
           end
         end
