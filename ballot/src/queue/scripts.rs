@@ -4,9 +4,9 @@
 
 /// Queues one ballot, stamped with the queue's clock: Redis `TIME` in
 /// microseconds, made strictly later than the last stamp any vote replica
-/// gave (kept at KEYS[1]). So ballots are ordered by one clock that never
+/// gave (kept at `KEYS[1]`). So ballots are ordered by one clock that never
 /// runs backwards, whatever the clocks of the hosts that queued them say.
-/// ARGV[1] is the ballot's JSON without its closing brace; the script adds
+/// `ARGV[1]` is the ballot's JSON without its closing brace; the script adds
 /// `"cast_at"` and the brace. RPUSH comes last, so an error reply means the
 /// ballot was not queued. (Writing after TIME needs Redis 5 or later.)
 ///
@@ -57,7 +57,7 @@ pub const FINISH: &str = concat!(
 );
 
 /// Moves a processing list back to the head of `votes` in its order and
-/// drops the heartbeat; with ARGV[1] = 'orphaned' only if the heartbeat has
+/// drops the heartbeat; with `ARGV[1]` = `'orphaned'` only if the heartbeat has
 /// expired. Returns how many ballots moved, or -1 if the owner is alive.
 ///
 /// KEYS: processing list, votes, heartbeat. ARGV: 'own' or 'orphaned'.
