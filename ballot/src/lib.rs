@@ -6,9 +6,8 @@ pub mod options;
 pub mod queue;
 pub mod schema;
 
-mod ballot;
 mod tally;
 
-pub use ballot::{now_micros, Ballot, Poison};
 pub use options::{VoteOption, VoteOptions};
+pub use queue::{now_micros, Ballot, Poison};
 pub use tally::Tally;

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use ballot::options::OPTION_IDS;
 use clap::Parser;
 use reqwest::Url;
 
@@ -86,7 +87,7 @@ impl Split {
             .collect::<Result<Vec<u32>, _>>()
             .map_err(|_| EXPECTED.to_string())?;
         let total: u64 = weights.iter().map(|&w| u64::from(w)).sum();
-        if weights.len() > 8 {
+        if weights.len() > OPTION_IDS.len() {
             Err(format!("{EXPECTED} (at most 8 options)"))
         } else if total == 0 {
             Err("at least one weight must be above 0".into())

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use ballot::options::OPTION_IDS;
 use hdrhistogram::Histogram;
 use reqwest::header::{HeaderMap, CONTENT_TYPE, COOKIE, SET_COOKIE};
 use reqwest::{Client, StatusCode, Url};
@@ -15,7 +16,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::plan::{Plan, OPTION_IDS};
+use crate::plan::Plan;
 use crate::progress::Counters;
 
 const FORM_BODIES: [&str; 8] = [

@@ -3,9 +3,6 @@
 
 use crate::config::Split;
 
-/// Option ids in split order: the first weight is for `a`.
-pub const OPTION_IDS: [&str; 8] = ["a", "b", "c", "d", "e", "f", "g", "h"];
-
 /// `--changes` is kept in parts per million so that the number of voters who
 /// change is exact integer arithmetic, not a float rounding accident.
 const PER_MILLION: u64 = 1_000_000;

@@ -6,12 +6,12 @@
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use ballot::options::OPTION_IDS;
 use ballot::Tally;
 use reqwest::{Client, Response, Url};
 use tokio::time::{sleep, Instant};
 
 use crate::load::Sent;
-use crate::plan::OPTION_IDS;
 use crate::root_cause;
 
 /// Pause between tries while a service comes up.

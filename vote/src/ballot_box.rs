@@ -7,8 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use ballot::queue::{CLOCK, VOTES};
-use ballot::Ballot;
+use ballot::queue::{scripts, unstamped_entry, CLOCK, VOTES};
 use redis::aio::MultiplexedConnection;
 use redis::{ErrorKind, RedisError, RedisResult, Script, ServerErrorKind};
 use tokio::time::{timeout_at, Instant};
@@ -20,26 +19,6 @@ const DEADLINE: Duration = Duration::from_millis(1500);
 
 /// Pause between the start-up check's attempts while Redis is away.
 const CHECK_EVERY: Duration = Duration::from_secs(1);
-
-/// Queues one ballot, stamped with the queue's clock: Redis `TIME` in
-/// microseconds, made strictly later than the last stamp any vote replica
-/// gave (kept at KEYS[1]). So ballots are ordered by one clock that never
-/// runs backwards, whatever the clocks of the hosts that queued them say.
-/// ARGV[1] is the ballot's JSON without its closing brace; the script adds
-/// `"cast_at"` and the brace. RPUSH comes last, so an error reply means the
-/// ballot was not queued. (Writing after TIME needs Redis 5 or later.)
-const QUEUE: &str = r#"
-local time = redis.call('TIME')
-local stamp = tonumber(time[1]) * 1000000 + tonumber(time[2])
-local last = tonumber(redis.call('GET', KEYS[1]))
-if last and stamp <= last then
-  stamp = last + 1
-end
--- Lua shows numbers this large as 1.79e+15; '%.0f' is exact below 2^53.
-local text = string.format('%.0f', stamp)
-redis.call('SET', KEYS[1], text)
-return redis.call('RPUSH', KEYS[2], ARGV[1] .. ',"cast_at":' .. text .. '}')
-"#;
 
 #[derive(thiserror::Error, Debug)]
 pub enum Failure {
@@ -80,7 +59,7 @@ impl BallotBox {
     pub fn new(redis_url: &str) -> Result<BallotBox, RedisError> {
         Ok(BallotBox {
             redis: SharedConnection::new(redis::Client::open(redis_url)?),
-            queue: Script::new(QUEUE),
+            queue: Script::new(scripts::QUEUE),
             reachable: AtomicBool::new(true),
             unusable: OnceLock::new(),
         })
@@ -96,7 +75,7 @@ impl BallotBox {
             .arg(2)
             .arg(CLOCK)
             .arg(VOTES)
-            .arg(unstamped_json(voter_id, option));
+            .arg(unstamped_entry(voter_id, option));
         let outcome = self
             .call(|mut redis| async move {
                 match queue.query_async::<()>(&mut redis).await {
@@ -196,31 +175,6 @@ impl BallotBox {
     }
 }
 
-/// The ballot's JSON as `ballot::Ballot` writes it, without `cast_at` and
-/// without the closing brace: the queue script appends both. Written
-/// directly: voter ids (`[0-9A-Za-z_-]`, see `voter::is_voter_id`) and
-/// option ids (`a`..`h`) need no escaping; other text goes through serde.
-fn unstamped_json(voter_id: &str, option: &str) -> Vec<u8> {
-    let plain = |text: &str| {
-        text.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-    };
-    if !(plain(voter_id) && plain(option)) {
-        let mut ballot = Ballot::cast(voter_id, option);
-        ballot.cast_at = None;
-        let mut json = ballot.to_json().into_bytes();
-        json.pop(); // the closing brace
-        return json;
-    }
-    let mut json = Vec::with_capacity(28 + voter_id.len() + option.len());
-    json.extend_from_slice(br#"{"voter_id":""#);
-    json.extend_from_slice(voter_id.as_bytes());
-    json.extend_from_slice(br#"","vote":""#);
-    json.extend_from_slice(option.as_bytes());
-    json.push(b'"');
-    json
-}
-
 /// Redis answered with an error of its own, rather than the connection failing.
 fn is_error_reply(e: &RedisError) -> bool {
     e.code().is_some()
@@ -252,35 +206,6 @@ fn redacted(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_unstamped_ballot_is_the_ballot_json_open_at_the_end() {
-        let prefix = String::from_utf8(unstamped_json("42ea16b298bc356", "b")).unwrap();
-        assert_eq!(prefix, r#"{"voter_id":"42ea16b298bc356","vote":"b""#);
-        let stamped = format!(r#"{prefix},"cast_at":1795453181208434}}"#);
-        let ballot = Ballot::parse(stamped.as_bytes(), &ballot::VoteOptions::defaults()).unwrap();
-        assert_eq!(ballot.cast_at, Some(1_795_453_181_208_434));
-    }
-
-    /// Written by hand or by serde, it is what `Ballot::to_json` writes.
-    #[test]
-    fn the_unstamped_ballot_matches_serde_for_any_text() {
-        let long = "x".repeat(64);
-        let cases = [
-            ("3f1c0e9a6b2d4c8e9f00112233445566", "a"),
-            ("Voter_id-with_UPPER-and-lower-0123456789", "h"),
-            (long.as_str(), "b"),
-            ("quote\"back\\slash", "a"),
-            ("tr\u{e9}ma \u{1}", "b"),
-        ];
-        for (voter_id, option) in cases {
-            let mut ballot = Ballot::cast(voter_id, option);
-            ballot.cast_at = None;
-            let serde = ballot.to_json();
-            let ours = String::from_utf8(unstamped_json(voter_id, option)).unwrap();
-            assert_eq!(format!("{ours}}}"), serde, "{voter_id:?}");
-        }
-    }
 
     #[test]
     fn passwords_are_left_out_of_the_url() {

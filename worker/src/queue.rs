@@ -4,10 +4,15 @@
 use std::borrow::Cow;
 use std::time::Duration;
 
+use ballot::queue::scripts::{FILL, FINISH, HAND_BACK, START_ORDER};
 use ballot::queue::{heartbeat_key, processing_list, DEAD_LETTERS, ORDER, VOTES};
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, RedisResult, Script};
 use tracing::{info, warn};
+
+/// Dead letters are written here (see [`Queue::finish`]), so the worker
+/// finds how to restore them where it finds the rest of its Redis side.
+pub use ballot::queue::as_queued;
 
 /// How long a take blocks on an empty queue, so shutdown is noticed.
 const BLOCK_SECONDS: f64 = 1.0;
@@ -25,135 +30,6 @@ pub const MAX_AHEAD_MICROS: i64 = 5_000_000;
 /// a flood of them holds Redis (and the heartbeat) up for a short while at
 /// a time; the rest are moved by the following takes.
 const OVERSIZED_BYTES_PER_TAKE: usize = 32 << 20;
-
-/// Keeps the dead letters to the newest ARGV[1] entries; the count it
-/// dropped is in `dropped`. Shared by the scripts that dead-letter.
-const TRIM_DEAD: &str = r"
-local function trim_dead(key, cap)
-  local excess = redis.call('LLEN', key) - tonumber(cap)
-  if excess > 0 then
-    redis.call('LTRIM', key, excess, -1)
-    return excess
-  end
-  return 0
-end
-";
-
-/// Tops the processing list up to the batch size from the head of `votes`
-/// and returns {oversized, clamped, dead letters dropped, the batch, 1 if
-/// the order must be started first (see [`Queue::start_order`]), Redis's
-/// clock in microseconds}. The
-/// batch is all of the processing list, so one whose commit failed, or
-/// whose reply was lost on the way, is taken again before anything new.
-///
-/// Ordering happens here, atomically with the take, so it follows the
-/// queue: an entry without a `cast_at` (the reference format), or with one
-/// too far ahead of the queue's clock, gets the place of the latest ballot
-/// taken before it (`cast_at`) plus a `queue_seq` that grows with every
-/// such entry. The place is written into the entry, so a batch handed back
-/// to the queue keeps it. Oversized entries go to the dead letters.
-///
-/// KEYS: votes, processing list, order, dead letters.
-/// ARGV: batch size, max entry bytes, max ahead (us), dead-letter cap,
-/// oversized bytes per take.
-const FILL: &str = r#"
-local clock = redis.call('TIME')
-local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
-local room = tonumber(ARGV[1]) - redis.call('LLEN', KEYS[2])
-local oversized, clamped, dropped = {}, {}, 0
-local order = redis.call('HMGET', KEYS[3], 'cast_at', 'seq')
-if room > 0 and not order[1] then
-  -- No order yet (a new or emptied Redis): the worker sets it from
-  -- Postgres first, so nothing taken sorts before what is stored.
-  return {oversized, clamped, dropped, {}, 1, now}
-end
-if room > 0 then
-  local place, seq = tonumber(order[1]), tonumber(order[2])
-  local max_bytes, latest = tonumber(ARGV[2]), now + tonumber(ARGV[3])
-  local budget = tonumber(ARGV[5])
-  local taken = {}
-  local function next_place()
-    seq = seq + 1
-    return '"cast_at":' .. string.format('%.0f', place) .. ',"queue_seq":' .. seq
-  end
-  -- Popped a few at a time: one call per entry costs a third of the
-  -- throughput, a whole batch at once could hold many huge entries.
-  while #taken < room and budget > 0 do
-    local popped = redis.call('LPOP', KEYS[1], math.min(16, room - #taken))
-    if not popped then break end
-    for _, entry in ipairs(popped) do
-      if #entry > max_bytes then
-        budget = budget - #entry
-        redis.call('RPUSH', KEYS[4], entry)
-        oversized[#oversized + 1] = {#entry, string.sub(entry, 1, 120)}
-      else
-        local at = string.find(entry, '"cast_at"', 1, true)
-        local cast_at = at and tonumber(string.match(entry, '^%s*:%s*(%-?%d+)%s*[,}]', at + 9))
-        if cast_at and cast_at <= latest then
-          if cast_at > place then place = cast_at end
-        elseif cast_at then
-          entry = string.gsub(entry, '"cast_at"%s*:%s*%-?%d+', next_place(), 1)
-          clamped[#clamped + 1] = string.sub(entry, 1, 120)
-        elseif string.find(entry, '^%s*{') then
-          local ok, ballot = pcall(cjson.decode, entry)
-          if ok and type(ballot) == 'table' and next(ballot) ~= nil and ballot.queue_seq == nil then
-            entry = string.gsub(entry, '^(%s*{)', '%1' .. next_place() .. ',', 1)
-          end
-        end
-        taken[#taken + 1] = entry
-      end
-    end
-  end
-  for i = 1, #taken, 1000 do
-    redis.call('RPUSH', KEYS[2], unpack(taken, i, math.min(i + 999, #taken)))
-  end
-  redis.call('HSET', KEYS[3], 'cast_at', string.format('%.0f', place), 'seq', seq)
-  if #oversized > 0 then dropped = trim_dead(KEYS[4], ARGV[4]) end
-end
-return {oversized, clamped, dropped, redis.call('LRANGE', KEYS[2], 0, -1), 0, now}
-"#;
-
-/// Sets where the order starts, unless a peer set it first.
-/// KEYS: order. ARGV: cast_at, queue_seq.
-const START_ORDER: &str = r"
-if redis.call('EXISTS', KEYS[1]) == 0 then
-  redis.call('HSET', KEYS[1], 'cast_at', ARGV[1], 'seq', ARGV[2])
-end
-";
-
-/// After the commit: dead letters go to `votes:dead` and the batch leaves
-/// Redis, at once. Only if the batch is still there: a retry after a lost
-/// reply, or a batch a peer reclaimed meanwhile, dead-letters nothing
-/// twice. Returns the dead letters dropped to keep the cap, or -1.
-///
-/// KEYS: processing list, dead letters. ARGV: cap, then the dead letters.
-const FINISH: &str = r"
-if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
-local dropped = 0
-if #ARGV > 1 then
-  for i = 2, #ARGV, 1000 do
-    redis.call('RPUSH', KEYS[2], unpack(ARGV, i, math.min(i + 999, #ARGV)))
-  end
-  dropped = trim_dead(KEYS[2], ARGV[1])
-end
-redis.call('DEL', KEYS[1])
-return dropped
-";
-
-/// Moves a processing list back to the head of `votes` in its order and
-/// drops the heartbeat; with ARGV[1] = 'orphaned' only if the heartbeat has
-/// expired. Returns how many ballots moved, or -1 if the owner is alive.
-const HAND_BACK: &str = r"
-if ARGV[1] == 'orphaned' and redis.call('EXISTS', KEYS[3]) == 1 then
-  return -1
-end
-local moved = 0
-while redis.call('LMOVE', KEYS[1], KEYS[2], 'RIGHT', 'LEFT') do
-  moved = moved + 1
-end
-redis.call('DEL', KEYS[3])
-return moved
-";
 
 /// A multiplexed connection made on first use; after a failure, the next
 /// use makes a new one. Cloning what `get` returns is cheap.
@@ -235,8 +111,8 @@ impl Queue {
             heartbeat: heartbeat_key(worker_id),
             batch_size,
             dead_letters_max,
-            fill: Script::new(&format!("{TRIM_DEAD}{FILL}")),
-            finish: Script::new(&format!("{TRIM_DEAD}{FINISH}")),
+            fill: Script::new(FILL),
+            finish: Script::new(FINISH),
             hand_back: Script::new(HAND_BACK),
             start_order: Script::new(START_ORDER),
         }
@@ -369,29 +245,6 @@ impl Taken {
     }
 }
 
-/// An entry as it was queued: without the place FILL wrote into a
-/// reference-format entry (`{"cast_at":N,"queue_seq":N,` at its start, a
-/// shape our vote service never writes), so dead letters stay verbatim.
-pub fn as_queued(entry: &[u8]) -> Cow<'_, [u8]> {
-    let brace = entry.iter().take_while(|b| b.is_ascii_whitespace()).count() + 1;
-    let Some(rest) = entry
-        .get(brace..)
-        .filter(|_| entry.get(brace - 1) == Some(&b'{'))
-        .and_then(|rest| strip_number_field(rest, b"\"cast_at\":"))
-        .and_then(|rest| strip_number_field(rest, b"\"queue_seq\":"))
-    else {
-        return Cow::Borrowed(entry);
-    };
-    Cow::Owned([&entry[..brace], rest].concat())
-}
-
-/// `rest` after `name`, a run of digits and a comma, if it starts so.
-fn strip_number_field<'a>(rest: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
-    let rest = rest.strip_prefix(name)?;
-    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
-    rest[digits..].strip_prefix(b",").filter(|_| digits > 0)
-}
-
 /// Returns the batches of workers whose heartbeat has expired to the head
 /// of the queue; returns how many ballots came back.
 pub async fn reclaim_orphans(
@@ -472,24 +325,5 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(letters, [poison]);
-    }
-
-    #[test]
-    fn a_stamped_reference_entry_is_restored_as_queued() {
-        let queued = |e: &str| String::from_utf8(as_queued(e.as_bytes()).into_owned()).unwrap();
-        assert_eq!(
-            queued(r#" {"cast_at":17,"queue_seq":3,"voter_id":"v","vote":"z"}"#),
-            r#" {"voter_id":"v","vote":"z"}"#
-        );
-        assert_eq!(queued(r#"{"cast_at":1,"queue_seq":2,}"#), "{}");
-        for unchanged in [
-            r#"{"voter_id":"v","vote":"z","cast_at":17}"#,
-            r#"{"cast_at":17,"voter_id":"v"}"#,
-            r#"{"cast_at":-1,"queue_seq":3,"vote":"a"}"#,
-            "not json",
-            "",
-        ] {
-            assert_eq!(queued(unchanged), unchanged);
-        }
     }
 }

@@ -1,3 +1,6 @@
+//! One queue entry: a ballot as JSON, and reading it back (or naming why
+//! it can never be counted).
+
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
