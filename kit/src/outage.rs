@@ -16,6 +16,8 @@ const MAX_DELAY: Duration = Duration::from_secs(2);
 /// request of a server).
 pub struct Outage {
     what: &'static str,
+    /// What the service does until it is back, for the log line.
+    meanwhile: &'static str,
     /// Read on every success: a plain load while nothing changes.
     down: AtomicBool,
     state: Mutex<State>,
@@ -32,6 +34,7 @@ impl Outage {
     pub fn new(what: &'static str) -> Self {
         Outage {
             what,
+            meanwhile: "retrying with backoff",
             down: AtomicBool::new(false),
             state: Mutex::new(State {
                 down_since: None,
@@ -39,6 +42,13 @@ impl Outage {
             }),
             max_delay: MAX_DELAY,
         }
+    }
+
+    /// What the log line says happens while it is down, instead of
+    /// "retrying with backoff" (for a server that retries nothing itself).
+    pub fn meanwhile(mut self, meanwhile: &'static str) -> Self {
+        self.meanwhile = meanwhile;
+        self
     }
 
     /// Backoff up to `max` instead of the default 2 s.
@@ -72,7 +82,7 @@ impl Outage {
         if state.down_since.is_none() {
             state.down_since = Some(Instant::now());
             self.down.store(true, Ordering::Relaxed);
-            tracing::warn!(%error, "{} unavailable; retrying with backoff", self.what);
+            tracing::warn!(%error, "{} unavailable; {}", self.what, self.meanwhile);
         } else {
             tracing::debug!(%error, "{} still unavailable", self.what);
         }

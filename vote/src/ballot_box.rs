@@ -3,7 +3,6 @@
 //! away or hung, and a failure says truthfully whether the ballot could
 //! have been queued ([`Failure::certainly_not_run`]).
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -11,6 +10,8 @@ use ballot::queue::{scripts, unstamped_entry, CLOCK, VOTES};
 use redis::aio::MultiplexedConnection;
 use redis::{ErrorKind, RedisError, RedisResult, Script, ServerErrorKind};
 use tokio::time::{timeout_at, Instant};
+
+use kit::outage::Outage;
 
 use crate::connection::SharedConnection;
 
@@ -49,7 +50,7 @@ pub struct BallotBox {
     redis: SharedConnection,
     queue: Script,
     /// Whether the last call succeeded, so outages are logged once, not per vote.
-    reachable: AtomicBool,
+    outage: Outage,
     /// Set when Redis refused the settings themselves (see `check_settings`).
     unusable: OnceLock<String>,
 }
@@ -60,7 +61,7 @@ impl BallotBox {
         Ok(BallotBox {
             redis: SharedConnection::new(redis::Client::open(redis_url)?),
             queue: Script::new(scripts::QUEUE),
-            reachable: AtomicBool::new(true),
+            outage: Outage::new("redis").meanwhile("votes fail until Redis takes them"),
             unusable: OnceLock::new(),
         })
     }
@@ -161,16 +162,13 @@ impl BallotBox {
         }
     }
 
+    /// Redis's state, logged once per change, not once per vote.
     fn note<T>(&self, outcome: &Result<T, Failure>) {
-        // A plain read while nothing changes: no write to a shared line per vote.
-        if self.reachable.load(Ordering::Relaxed) == outcome.is_ok() {
-            return;
-        }
-        let was_reachable = self.reachable.swap(outcome.is_ok(), Ordering::Relaxed);
         match outcome {
-            Err(e) if was_reachable => tracing::warn!("{e}; votes fail until Redis takes them"),
-            Ok(_) if !was_reachable => tracing::info!("Redis answers again; taking votes"),
-            _ => {}
+            Ok(_) => self.outage.up(),
+            Err(e) => {
+                self.outage.down(e);
+            }
         }
     }
 }

@@ -262,7 +262,7 @@ impl Worker {
             .iter()
             .map(|(i, _)| *i)
             .chain(refused.iter().map(|(i, _)| *i))
-            .map(|i| queue::as_queued(&entries[i]))
+            .map(|i| ballot::queue::as_queued(&entries[i]))
             .collect();
         loop {
             match self.queue.finish(&dead).await {

@@ -10,10 +10,6 @@ use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, RedisResult, Script};
 use tracing::{info, warn};
 
-/// Dead letters are written here (see [`Queue::finish`]), so the worker
-/// finds how to restore them where it finds the rest of its Redis side.
-pub use ballot::queue::as_queued;
-
 /// How long a take blocks on an empty queue, so shutdown is noticed.
 const BLOCK_SECONDS: f64 = 1.0;
 
@@ -33,6 +29,13 @@ const OVERSIZED_BYTES_PER_TAKE: usize = 32 << 20;
 
 /// A multiplexed connection made on first use; after a failure, the next
 /// use makes a new one. Cloning what `get` returns is cheap.
+///
+/// Not redis's `ConnectionManager`: it reconnects only when the socket is
+/// known to be closed, not after a reply timed out (redis 1.8 retries an
+/// I/O timeout on the same connection). A Redis host that vanished without
+/// closing its sockets would then hold the worker for the kernel's
+/// retransmission timeout (minutes); this replaces the connection after the
+/// first failure of any kind.
 pub struct Connection {
     client: redis::Client,
     connection: Option<MultiplexedConnection>,
