@@ -3,6 +3,8 @@
 //! database and Postgres database, each service on a port bound before it
 //! starts. Tests of more than one service use this, not a copy of it.
 
+pub mod client;
+
 use ballot::{Tally, VoteOptions};
 use clap::Parser;
 use test_servers::{Postgres, Redis, Served};
@@ -37,11 +39,14 @@ impl Worker {
         }
     }
 
-    /// Stops it as SIGTERM would: the batch in flight is finished or handed back.
+    /// Stops it as SIGTERM would (the batch in flight is finished or handed
+    /// back) and checks it stopped cleanly.
     pub async fn stop(mut self) {
         self.stop.cancel();
         if let Some(task) = self.task.take() {
-            let _ = task.await;
+            task.await
+                .expect("the worker task")
+                .expect("the worker stops cleanly");
         }
     }
 }

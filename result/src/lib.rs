@@ -97,7 +97,7 @@ pub async fn serve_on(listener: TcpListener, config: Config) -> Result<(), Stopp
         stop.cancel();
         unusable
     });
-    kit::http::serve(listener, routes::router(Arc::clone(&app)), shutdown.stop).await;
+    kit::http::serve(listener, routes::app(Arc::clone(&app)), shutdown.stop).await;
     close_sockets(&app.sockets).await;
     match following.await {
         Ok(Some(line)) => Err(Stopped::Unusable(line)),

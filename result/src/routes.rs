@@ -11,7 +11,6 @@ use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
-use axum::Router;
 use kit::http::{not_found, Readiness, Routes};
 
 use crate::feed::Published;
@@ -20,7 +19,7 @@ use crate::App;
 
 /// Every route, with the name it is timed under (the names Rocket gave
 /// them, which dashboards select on).
-pub fn router(app: Arc<App>) -> Router {
+pub fn app(app: Arc<App>) -> kit::http::App {
     Routes::new()
         .get("page", "/", page)
         .get("script", "/result.js", script)
@@ -29,7 +28,7 @@ pub fn router(app: Arc<App>) -> Router {
         .get("tally", "/api/tally", tally)
         .get("socket", "/ws", socket)
         .get("readyz", "/readyz", readyz)
-        .finish(app, "result_http_request_duration_seconds", not_found)
+        .finish(app, "result", not_found)
 }
 
 const DATABASE_DOWN: (StatusCode, &str) =

@@ -36,6 +36,12 @@ impl Served {
         self.port
     }
 
+    /// Lets it serve until the test's runtime ends; its port.
+    pub fn detach(self) -> u16 {
+        // Not dropped, so not aborted: the task runs on, as spawned tasks do.
+        std::mem::ManuallyDrop::new(self).port
+    }
+
     /// `http://127.0.0.1:<port>`
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)

@@ -177,7 +177,7 @@ pub async fn serve_on(listener: TcpListener, config: Config) -> Result<(), Stopp
     ));
     tracing::info!("serving on {}", listener.local_addr()?);
     check_redis_settings(&app, config.redis.redis_url, shutdown.stop.clone());
-    kit::http::serve(listener, routes::router(Arc::clone(&app)), shutdown.stop).await;
+    kit::http::serve(listener, routes::app(Arc::clone(&app)), shutdown.stop).await;
     match app.ballot_box.unusable() {
         Some(reason) => Err(Stopped::Unusable(reason.to_string())),
         None => Ok(()),

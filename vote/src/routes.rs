@@ -5,7 +5,6 @@ use axum::extract::{Request, State};
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, SET_COOKIE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
-use axum::Router;
 use bytes::Bytes;
 use kit::http::{Readiness, Routes};
 
@@ -17,14 +16,14 @@ use crate::voter::Voter;
 use crate::App;
 
 /// Every route, with the name it is timed under (the names dashboards use).
-pub fn router(app: Arc<App>) -> Router {
+pub fn app(app: Arc<App>) -> kit::http::App {
     Routes::new()
         .get("page", "/", page)
         .post("vote", "/", vote)
         .get("readyz", "/readyz", readyz)
         .get("stylesheet", "/static/vote.css", stylesheet)
         .get("icon", "/favicon.svg", icon)
-        .finish(app, "vote_http_request_duration_seconds", not_found)
+        .finish(app, "vote", not_found)
 }
 
 /// `vote_ballots_total{outcome}`: handles registered once, so counting a

@@ -6,8 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::Router;
-use kit::http::{not_found, Readiness, Routes};
+use kit::http::{not_found, App, Readiness, Routes};
 use tokio::time::timeout;
 use tokio_postgres::NoTls;
 
@@ -21,12 +20,10 @@ pub struct Probe {
     pub database: tokio_postgres::Config,
 }
 
-pub fn router(probe: Probe) -> Router {
-    Routes::new().get("readyz", "/readyz", readyz).finish(
-        Arc::new(probe),
-        "worker_http_request_duration_seconds",
-        not_found,
-    )
+pub fn app(probe: Probe) -> App {
+    Routes::new()
+        .get("readyz", "/readyz", readyz)
+        .finish(Arc::new(probe), "worker", not_found)
 }
 
 async fn readyz(State(probe): State<Arc<Probe>>) -> Readiness {

@@ -111,7 +111,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Stop
     let stop_serving = CancellationToken::new();
     let serving = tokio::spawn(kit::http::serve(
         listener,
-        http::router(probe),
+        http::app(probe),
         stop_serving.clone(),
     ));
     let result = work(config, worker_id, redis, ttl, shutdown).await;

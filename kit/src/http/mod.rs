@@ -78,22 +78,35 @@ impl<S: Clone + Send + Sync + 'static> Routes<S> {
 
     /// The service: these routes with `state`; any other path or method
     /// answered by `not_found` (no log line, so a scanner cannot flood the
-    /// log); every answer timed into the histogram `metric` and carrying
-    /// the security headers.
+    /// log); every answer timed into `<service>_http_request_duration_seconds`
+    /// and carrying the security headers.
     pub fn finish<H: Handler<T, S>, T: 'static>(
         self,
         state: S,
-        metric: &'static str,
+        service: &'static str,
         not_found: H,
-    ) -> Router {
-        self.router
+    ) -> App {
+        let router = self
+            .router
             // A method a path does not take is as unknown as the path.
             .method_not_allowed_fallback(not_found.clone())
             .fallback(not_found)
             .with_state(state)
             .layer(headers::layer())
-            .layer(timing::Layer::new(metric, self.names))
+            .layer(timing::Layer::new(
+                format!("{service}_http_request_duration_seconds"),
+                self.names,
+            ));
+        App { router, service }
     }
+}
+
+/// A service's routes, ready to [`serve`].
+#[derive(Clone)]
+pub struct App {
+    pub router: Router,
+    /// Its metrics' prefix: `vote`, `result`, `worker`.
+    pub service: &'static str,
 }
 
 /// Alive: answers while the process serves.

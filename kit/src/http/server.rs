@@ -4,10 +4,10 @@
 
 use std::time::Duration;
 
-use axum::Router;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
+use metrics::Counter;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -31,14 +31,15 @@ const GRACE: Duration = Duration::from_secs(5);
 /// does not spin while nothing can be accepted.
 const ACCEPT_RETRY: Duration = Duration::from_millis(50);
 
-/// Serves `router` on `listener` until `stop` is cancelled, then stops
+/// Serves `app` on `listener` until `stop` is cancelled, then stops
 /// accepting, lets requests in flight finish (up to [`GRACE`]) and returns.
 /// A connection upgraded to a websocket is the route's from then on.
-pub async fn serve(listener: TcpListener, router: Router, stop: CancellationToken) {
+pub async fn serve(listener: TcpListener, app: super::App, stop: CancellationToken) {
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT);
-    let service = TowerToHyperService::new(router);
+    let errors = ConnectionErrors::register(app.service);
+    let service = TowerToHyperService::new(app.router);
     let connections = TaskTracker::new();
     let mut accept_failing = false;
     loop {
@@ -64,15 +65,25 @@ pub async fn serve(listener: TcpListener, router: Router, stop: CancellationToke
         let connection = http
             .serve_connection(TokioIo::new(stream), service.clone())
             .with_upgrades();
-        let stop = stop.clone();
+        let (stop, errors) = (stop.clone(), errors.clone());
         connections.spawn(async move {
-            // A client that leaves or misbehaves ends only its connection.
+            // A client that leaves or misbehaves ends only its connection,
+            // counted but not logged: a scanner must not flood the log.
             tokio::pin!(connection);
-            tokio::select! {
-                _ = connection.as_mut() => return,
-                _ = stop.cancelled() => connection.as_mut().graceful_shutdown(),
+            let ended = tokio::select! {
+                ended = connection.as_mut() => Some(ended),
+                _ = stop.cancelled() => None,
+            };
+            let ended = match ended {
+                Some(ended) => ended,
+                None => {
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(error) = ended {
+                errors.count(&error);
             }
-            let _ = connection.await;
         });
     }
     drop(listener);
@@ -82,5 +93,51 @@ pub async fn serve(listener: TcpListener, router: Router, stop: CancellationToke
         .is_err()
     {
         tracing::warn!("requests still in flight after {GRACE:?}; stopping anyway");
+    }
+}
+
+/// `<service>_http_connection_errors_total{kind}`: connections that ended
+/// on an error before or instead of an answer, by what went wrong. Handles
+/// registered once, so counting is one atomic add.
+#[derive(Clone)]
+struct ConnectionErrors {
+    /// The request head (or the next one, on keep-alive) took too long.
+    timeout: Counter,
+    /// Not HTTP, or a head over hyper's limits.
+    malformed: Counter,
+    /// The client left in the middle of a request.
+    incomplete: Counter,
+    /// Anything else: a reset, a write that failed.
+    other: Counter,
+}
+
+impl ConnectionErrors {
+    fn register(service: &str) -> ConnectionErrors {
+        let name = format!("{service}_http_connection_errors_total");
+        metrics::describe_counter!(
+            name.clone(),
+            "HTTP connections that ended on an error (a slow or malformed request, a client \
+             that left mid-request), by kind; none of them is logged."
+        );
+        let kind = |kind: &'static str| metrics::counter!(name.clone(), "kind" => kind);
+        ConnectionErrors {
+            timeout: kind("timeout"),
+            malformed: kind("malformed"),
+            incomplete: kind("incomplete"),
+            other: kind("other"),
+        }
+    }
+
+    fn count(&self, error: &hyper::Error) {
+        let counter = if error.is_timeout() {
+            &self.timeout
+        } else if error.is_parse() || error.is_parse_too_large() {
+            &self.malformed
+        } else if error.is_incomplete_message() {
+            &self.incomplete
+        } else {
+            &self.other
+        };
+        counter.increment(1);
     }
 }

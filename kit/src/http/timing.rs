@@ -31,7 +31,7 @@ pub struct Named {
 
 /// What every copy of the layer shares.
 struct Table {
-    metric: &'static str,
+    metric: String,
     routes: Vec<Named>,
     /// By route index (the last is [`UNMATCHED`]) and status hundreds (5 and
     /// more as 5), registered the first time a request needs one: only what
@@ -61,7 +61,7 @@ impl Table {
             .get_or_init(|| {
                 let name = self.routes.get(route).map_or(UNMATCHED, |r| r.name);
                 let class = crate::metrics::status_class(status);
-                metrics::histogram!(self.metric, "route" => name, "status" => class)
+                metrics::histogram!(self.metric.clone(), "route" => name, "status" => class)
             })
             .record(started.elapsed().as_secs_f64());
     }
@@ -71,7 +71,7 @@ impl Table {
 pub struct Layer(Arc<Table>);
 
 impl Layer {
-    pub fn new(metric: &'static str, routes: Vec<Named>) -> Layer {
+    pub fn new(metric: String, routes: Vec<Named>) -> Layer {
         let histograms = (0..=routes.len())
             .map(|_| std::array::from_fn(|_| OnceLock::new()))
             .collect();
@@ -156,13 +156,14 @@ mod tests {
 
     /// Each test has its own metric, so tests running at once in one
     /// process (one recorder) do not see each other's requests.
-    fn router(metric: &'static str) -> axum::Router {
+    fn router(service: &'static str) -> axum::Router {
         crate::metrics::Metrics::install("kit");
         Routes::new()
             .get("page", "/", || async { "page" })
             .post("vote", "/", || async { "vote" })
             .get("socket", "/ws", || async { "ws" })
-            .finish((), metric, not_found)
+            .finish((), service, not_found)
+            .router
     }
 
     async fn answer(router: &axum::Router, method: &Method, path: &str) -> Response {
@@ -186,8 +187,8 @@ mod tests {
     /// every answer, a 404 too, carries the security headers.
     #[tokio::test]
     async fn every_route_has_its_name_and_only_404s_are_unmatched() {
-        let metric = "kit_names_test_seconds";
-        let router = router(metric);
+        let router = router("kit_names_test");
+        let metric = "kit_names_test_http_request_duration_seconds";
         let cases = [
             (Method::GET, "/", "page"),
             (Method::HEAD, "/", "page"),
@@ -221,7 +222,8 @@ mod tests {
             .get("framed", "/", || async {
                 ([(axum::http::header::X_FRAME_OPTIONS, "DENY")], "framed")
             })
-            .finish((), "kit_headers_test_seconds", not_found);
+            .finish((), "kit_headers_test", not_found)
+            .router;
         for path in ["/", "/nowhere"] {
             let answer = answer(&router, &Method::GET, path).await;
             let mut set: Vec<(&str, &str)> = answer

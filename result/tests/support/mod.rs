@@ -6,19 +6,9 @@ use std::io::{BufRead, BufReader};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ballot::Tally;
-use clap::Parser;
-use futures_util::StreamExt;
 use test_servers::free_port;
-use tokio::net::{TcpListener, TcpStream};
-use tokio_postgres::{Client, NoTls};
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-pub type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
-
-/// Long enough for any real update; tests only wait this long when failing.
-pub const PATIENCE: Duration = Duration::from_secs(10);
+pub use pipeline::client::*;
 
 /// Starts the service against `database_url` and waits until it is ready.
 pub async fn start_result(database_url: &str) -> u16 {
@@ -28,93 +18,10 @@ pub async fn start_result(database_url: &str) -> u16 {
 }
 
 /// Launches the service in this test's runtime, with `extra` flags such as
-/// `--option-c`, without waiting for it to be ready. Its listener is bound
-/// before it starts, so the port takes connections at once and no other
-/// test can take it in between.
+/// `--option-c`, without waiting for it to be ready; it serves until the
+/// test ends. Its port is bound before it starts (see `test_servers::Served`).
 pub async fn launch_result(database_url: &str, extra: &[&str]) -> u16 {
-    let mut args = vec!["result", "--database-url", database_url];
-    args.extend_from_slice(extra);
-    let config = result::Config::parse_from(args);
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(result::serve_on(listener, config));
-    port
-}
-
-pub async fn status(port: u16, path: &str) -> Option<u16> {
-    let response = reqwest::get(format!("http://127.0.0.1:{port}{path}")).await;
-    response.ok().map(|r| r.status().as_u16())
-}
-
-pub async fn wait_for_status(port: u16, path: &str, expected: u16) {
-    let waiting = async {
-        while status(port, path).await != Some(expected) {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    };
-    tokio::time::timeout(PATIENCE, waiting)
-        .await
-        .unwrap_or_else(|_| panic!("{path} never answered {expected}"));
-}
-
-pub async fn get_text(port: u16, path: &str) -> String {
-    let response = reqwest::get(format!("http://127.0.0.1:{port}{path}"))
-        .await
-        .unwrap();
-    assert_eq!(response.status().as_u16(), 200, "GET {path}");
-    response.text().await.unwrap()
-}
-
-pub async fn connect(port: u16) -> Socket {
-    let (socket, _) = tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/ws"))
-        .await
-        .expect("websocket upgrade");
-    socket
-}
-
-/// The next tally on the socket, as raw JSON text.
-pub async fn next_text(socket: &mut Socket) -> String {
-    next_within(socket, PATIENCE)
-        .await
-        .expect("a tally message in time")
-}
-
-/// The next text message, or None if none came within `limit`.
-pub async fn next_within(socket: &mut Socket, limit: Duration) -> Option<String> {
-    let receiving = async {
-        loop {
-            match socket.next().await {
-                Some(Ok(Message::Text(text))) => return text,
-                Some(Ok(Message::Close(frame))) => panic!("socket closed: {frame:?}"),
-                Some(Ok(_)) => {}
-                other => panic!("socket ended: {other:?}"),
-            }
-        }
-    };
-    tokio::time::timeout(limit, receiving).await.ok()
-}
-
-pub async fn next_tally(socket: &mut Socket) -> Tally {
-    serde_json::from_str(&next_text(socket).await).expect("a tally")
-}
-
-pub async fn db(url: &str) -> Client {
-    let (client, connection) = tokio_postgres::connect(url, NoTls).await.unwrap();
-    tokio::spawn(connection);
-    client
-}
-
-/// Inserts one vote per voter, the way any writer does; triggers do the rest.
-pub async fn insert_votes(db: &Client, votes: &[(&str, &str)]) {
-    for (voter, vote) in votes {
-        db.execute(
-            "INSERT INTO votes (id, vote) VALUES ($1, $2) \
-             ON CONFLICT (id) DO UPDATE SET vote = EXCLUDED.vote",
-            &[voter, vote],
-        )
-        .await
-        .unwrap();
-    }
+    pipeline::start_result(database_url, extra).await.detach()
 }
 
 /// The result binary in a process of its own, so that its memory and its

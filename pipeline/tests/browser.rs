@@ -2,29 +2,25 @@
 //! the real worker: a vote cast in one window shows up in the other without
 //! a reload, and the page says when it lost its connection.
 
-mod support;
-
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Parser;
 use fantoccini::{Client, Locator};
 use futures_util::FutureExt;
+use pipeline::client::*;
 use std::panic::AssertUnwindSafe;
-use support::*;
-use test_servers::{free_port, Browser, Postgres, Redis};
-use tokio_util::sync::CancellationToken;
+use test_servers::{Browser, Postgres, Redis};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_vote_appears_live_and_outages_are_shown() {
     let redis = Redis::shared().fresh_db_url();
     let pg = Postgres::start();
     let database = pg.url();
-    let result_port = start_result(&database).await;
-    let vote_port = start_vote(&redis).await;
-    let shutdown = CancellationToken::new();
-    let worker = worker::Config::embedded(&redis, &database);
-    let worker = tokio::spawn(worker::run(worker, shutdown.clone()));
+    let result = pipeline::start_result(&database, &[]).await;
+    let vote = pipeline::start_vote(&redis, &[]).await;
+    let (result_port, vote_port) = (result.port(), vote.port());
+    wait_for_status(result_port, "/readyz", 200).await;
+    let worker = pipeline::Worker::start(&redis, &database);
 
     let browser = Browser::start();
     let sessions = [
@@ -42,8 +38,7 @@ async fn a_vote_appears_live_and_outages_are_shown() {
     if let Err(panic) = outcome {
         std::panic::resume_unwind(panic);
     }
-    shutdown.cancel();
-    worker.await.unwrap().unwrap();
+    worker.stop().await;
 }
 
 async fn vote_and_watch(sessions: &[Client; 3], pg: &Postgres, result_port: u16, vote_port: u16) {
@@ -82,7 +77,7 @@ async fn vote_and_watch(sessions: &[Client; 3], pg: &Postgres, result_port: u16,
     // 62.5 and 37.5: the tie goes to the first option.
     assert_eq!(text(results, ".option-b .percent").await, "37%");
     assert_eq!(text(results, ".option-a .count").await, "5 votes");
-    tokio::time::sleep(Duration::from_millis(600)).await; // the bars' transition
+    wait_for_transitions(results, ".fill").await;
     screenshot(results, "result.png").await;
 
     phone.goto(&results_url).await.unwrap();
@@ -100,15 +95,6 @@ async fn vote_and_watch(sessions: &[Client; 3], pg: &Postgres, result_port: u16,
     click(voter, "button[value=b]").await;
     wait_for_text(results, ".option-b .count", "4 votes").await;
     wait_for_text(results, "#total", "8 votes").await;
-}
-
-async fn start_vote(redis: &str) -> u16 {
-    let port = free_port();
-    let config =
-        vote::Config::parse_from(["vote", "--redis-url", redis, "--port", &port.to_string()]);
-    tokio::spawn(vote::serve(config));
-    wait_for_status(port, "/healthz", 200).await;
-    port
 }
 
 async fn click(client: &Client, css: &str) {
@@ -161,6 +147,21 @@ async fn wait_for_width(client: &Client, css: &str, expected: &str) {
     tokio::time::timeout(PATIENCE, waiting)
         .await
         .unwrap_or_else(|_| panic!("{css} never became {expected} wide"));
+}
+
+/// Until no element matching `css` is in a CSS transition (the bars grow).
+async fn wait_for_transitions(client: &Client, css: &str) {
+    let script = format!(
+        "return [...document.querySelectorAll({css:?})].some(e => e.getAnimations().length > 0)"
+    );
+    let waiting = async {
+        while client.execute(&script, vec![]).await.unwrap() != serde_json::Value::Bool(false) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(PATIENCE, waiting)
+        .await
+        .unwrap_or_else(|_| panic!("{css} still moving after {PATIENCE:?}"));
 }
 
 /// Into target/screenshots, never over tracked files.
