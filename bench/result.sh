@@ -8,6 +8,11 @@
 #      one update to reach every client, and the service's RSS (target < 150 MB).
 #
 #   bench/result.sh [BALLOTS] [RATE] [CLIENTS]     (defaults 10000 1000 5000)
+#   UPDATES=30 RESULT=/path/to/old/result bench/result.sh 10000 1000 1000
+#
+# The fan-out also prints result's CPU per update (utime + stime from /proc,
+# over UPDATES updates, default 5). RESULT measures another result binary
+# with the same clients and worker, for old against new in one session.
 #
 # Only loopback servers in a temp dir; everything is removed on exit.
 set -euo pipefail
@@ -27,7 +32,8 @@ fi
 cargo build --release --quiet -p result -p worker --bins
 cargo build --release --quiet -p result --example result_bench
 BIN=$(release_dir)
-RESULT=$BIN/result
+# RESULT=/path/to/another/result measures that binary with the same clients.
+RESULT=${RESULT:-$BIN/result}
 WORKER=$BIN/worker
 CLIENT=$BIN/examples/result_bench
 
@@ -37,7 +43,7 @@ start_postgres
 PORT=$(free_port)
 export REDIS_URL DATABASE_URL RUST_LOG=warn
 
-start_service result "$TMP/result.log" env PORT="$PORT" "$RESULT"
+start_service result "$TMP/result.log" env PORT="$PORT" SHUTDOWN_DRAIN=0 "$RESULT"
 RESULT_PID=$STARTED_PID
 start_service worker "$TMP/worker.log" env PORT=0 "$WORKER"
 for _ in $(seq 300); do
@@ -51,7 +57,7 @@ curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null || {
 
 echo "$(nproc) cores; postgres fsync=$(pg_sql -c 'SHOW fsync'); result, worker and clients share the machine"
 in_foreground "$CLIENT" --port "$PORT" latency --redis-url "$REDIS_URL" --ballots "$BALLOTS" --rate "$RATE"
-in_foreground "$CLIENT" --port "$PORT" fanout --database-url "$DATABASE_URL" --clients "$CLIENTS" --pid "$RESULT_PID"
+in_foreground "$CLIENT" --port "$PORT" fanout --database-url "$DATABASE_URL" --clients "$CLIENTS" --updates "${UPDATES:-5}" --pid "$RESULT_PID"
 
 # Graceful shutdown with every client gone: SIGTERM, exit status 0.
 status=0

@@ -25,7 +25,8 @@ ROUNDS=$((BALLOTS / VOTERS))
 
 cd "$(dirname "$0")/.."
 cargo build --release -p worker --quiet
-WORKER=$(release_dir)/worker
+# WORKER=/path/to/another/worker measures that binary instead.
+WORKER=${WORKER:-$(release_dir)/worker}
 
 init_servers worker
 start_redis

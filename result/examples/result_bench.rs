@@ -207,6 +207,7 @@ async fn fanout(
         .await?
         .get::<_, i64>(0) as u64;
     let mut worst = Vec::new();
+    let cpu_before = cpu_seconds(pid)?;
     for update in 1..=updates {
         let committed = Instant::now();
         db.execute(
@@ -238,7 +239,13 @@ async fn fanout(
         // Past the service's 50 ms coalescing window: one update each.
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    let cpu = cpu_seconds(pid)? - cpu_before;
     worst.sort();
+    println!(
+        "  result CPU per update to {clients} clients: {:.2} ms ({:.2} us per client per update)",
+        cpu * 1000.0 / updates as f64,
+        cpu * 1e6 / (updates * clients) as f64
+    );
     println!(
         "  one update reaches all {clients} clients in {:.1} ms median, {:.1} ms worst; result peak RSS {:.1} MiB",
         worst[worst.len() / 2].as_secs_f64() * 1000.0,
@@ -271,6 +278,23 @@ async fn next_tally(socket: &mut Socket) -> anyhow::Result<Tally> {
             Ok(None) => bail!("socket ended"),
         }
     }
+}
+
+/// CPU time `pid` has used (user and system), in seconds: /proc's ticks
+/// are 10 ms, so measure over many updates.
+fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // The fields after the command name (which may hold spaces) in parentheses.
+    let fields: Vec<&str> = stat
+        .rsplit_once(") ")
+        .context("a /proc stat line")?
+        .1
+        .split_whitespace()
+        .collect();
+    // utime and stime are the 14th and 15th fields, 12th and 13th after the name.
+    let ticks: f64 = fields[11].parse::<f64>()? + fields[12].parse::<f64>()?;
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    Ok(ticks / per_second)
 }
 
 /// Resident memory of `pid` now, in MiB.
