@@ -5,9 +5,15 @@
 use axum::http::header::{X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS};
 use axum::http::{HeaderName, HeaderValue};
 use tower::layer::util::Stack;
-use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::set_header::{SetResponseHeader, SetResponseHeaderLayer};
 
 type Set = SetResponseHeaderLayer<HeaderValue>;
+
+/// `S` with the three headers set on its answers.
+pub type Headers<S> = SetResponseHeader<
+    SetResponseHeader<SetResponseHeader<S, HeaderValue>, HeaderValue>,
+    HeaderValue,
+>;
 
 pub fn layer() -> Stack<Set, Stack<Set, Set>> {
     let set = |name: HeaderName, value: &'static str| {

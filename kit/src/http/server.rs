@@ -9,6 +9,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use metrics::Counter;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -39,7 +40,11 @@ pub async fn serve(listener: TcpListener, app: super::App, stop: CancellationTok
     http.timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT);
     let errors = ConnectionErrors::register(app.service);
-    let service = TowerToHyperService::new(app.router);
+    let service = TowerToHyperService::new(app.into_service());
+    // Tells every connection to finish its request in flight and close. A
+    // watch, not the CancellationToken: each connection polls it whenever it
+    // wakes, and a token's poll takes a lock.
+    let (stopping, stopped) = watch::channel(());
     let connections = TaskTracker::new();
     let mut accept_failing = false;
     loop {
@@ -65,14 +70,14 @@ pub async fn serve(listener: TcpListener, app: super::App, stop: CancellationTok
         let connection = http
             .serve_connection(TokioIo::new(stream), service.clone())
             .with_upgrades();
-        let (stop, errors) = (stop.clone(), errors.clone());
+        let (mut stopped, errors) = (stopped.clone(), errors.clone());
         connections.spawn(async move {
             // A client that leaves or misbehaves ends only its connection,
             // counted but not logged: a scanner must not flood the log.
             tokio::pin!(connection);
             let ended = tokio::select! {
                 ended = connection.as_mut() => Some(ended),
-                _ = stop.cancelled() => None,
+                _ = stopped.changed() => None,
             };
             let ended = match ended {
                 Some(ended) => ended,
@@ -87,6 +92,7 @@ pub async fn serve(listener: TcpListener, app: super::App, stop: CancellationTok
         });
     }
     drop(listener);
+    let _ = stopping.send(());
     connections.close();
     if tokio::time::timeout(GRACE, connections.wait())
         .await

@@ -1,7 +1,10 @@
 //! Every answer's duration into `<service>_http_request_duration_seconds`,
-//! labelled by route name and status class. The route is the one axum
-//! matched (`MatchedPath`) with the request's method, named where the route
-//! table declares it ([`super::Routes`]); anything else is `unmatched`.
+//! labelled by route name and status class. The route is looked up by
+//! method and path in the one route table ([`super::Routes`], where each is
+//! declared with its name); anything else is `unmatched`. Every route is a
+//! fixed path, so an exact match finds the route axum takes; a route with
+//! path parameters would need axum's `MatchedPath`, which is only seen
+//! inside the router (see `App::into_service` for why this layer is not).
 //!
 //! A tower layer of its own rather than `middleware::from_fn`, which would
 //! box a future per request; the histogram handles are looked up once per
@@ -14,8 +17,7 @@ use std::sync::{Arc, OnceLock};
 use std::task::{ready, Context, Poll};
 use std::time::Instant;
 
-use axum::extract::{MatchedPath, Request};
-use axum::http::Method;
+use axum::http::{Method, Request};
 use axum::response::Response;
 use metrics::Histogram;
 
@@ -40,20 +42,17 @@ struct Table {
 }
 
 impl Table {
-    /// The index of the route that took the request; HEAD is timed as GET.
-    fn route(&self, request: &Request) -> usize {
-        let unmatched = self.routes.len();
-        let Some(path) = request.extensions().get::<MatchedPath>() else {
-            return unmatched;
-        };
+    /// The index of the route that takes the request; HEAD is timed as GET.
+    fn route<B>(&self, request: &Request<B>) -> usize {
         let method = match request.method() {
             &Method::HEAD => &Method::GET,
             method => method,
         };
+        let path = request.uri().path();
         self.routes
             .iter()
-            .position(|r| r.method == method && r.path == path.as_str())
-            .unwrap_or(unmatched)
+            .position(|r| r.path == path && r.method == method)
+            .unwrap_or(self.routes.len())
     }
 
     fn record(&self, route: usize, status: u16, started: Instant) {
@@ -100,9 +99,9 @@ pub struct Timed<S> {
     table: Arc<Table>,
 }
 
-impl<S> tower::Service<Request> for Timed<S>
+impl<S, B> tower::Service<Request<B>> for Timed<S>
 where
-    S: tower::Service<Request, Response = Response, Error = Infallible>,
+    S: tower::Service<Request<B>, Response = Response, Error = Infallible>,
 {
     type Response = Response;
     type Error = Infallible;
@@ -112,7 +111,7 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: Request) -> Self::Future {
+    fn call(&mut self, request: Request<B>) -> Self::Future {
         Answer {
             route: self.table.route(&request),
             started: Instant::now(),
@@ -147,6 +146,7 @@ impl<F: Future<Output = Result<Response, Infallible>>> Future for Answer<F> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::headers::Headers;
     use super::super::{not_found, Routes};
     use axum::body::Body;
     use axum::http::StatusCode;
@@ -156,17 +156,21 @@ mod tests {
 
     /// Each test has its own metric, so tests running at once in one
     /// process (one recorder) do not see each other's requests.
-    fn router(service: &'static str) -> axum::Router {
+    fn router(service: &'static str) -> Timed<Headers<axum::Router>> {
         crate::metrics::Metrics::install("kit");
         Routes::new()
             .get("page", "/", || async { "page" })
             .post("vote", "/", || async { "vote" })
             .get("socket", "/ws", || async { "ws" })
             .finish((), service, not_found)
-            .router
+            .into_service()
     }
 
-    async fn answer(router: &axum::Router, method: &Method, path: &str) -> Response {
+    async fn answer(
+        router: &Timed<Headers<axum::Router>>,
+        method: &Method,
+        path: &str,
+    ) -> Response {
         let request = Request::builder()
             .method(method)
             .uri(path)
@@ -223,7 +227,7 @@ mod tests {
                 ([(axum::http::header::X_FRAME_OPTIONS, "DENY")], "framed")
             })
             .finish((), "kit_headers_test", not_found)
-            .router;
+            .into_service();
         for path in ["/", "/nowhere"] {
             let answer = answer(&router, &Method::GET, path).await;
             let mut set: Vec<(&str, &str)> = answer
