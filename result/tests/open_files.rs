@@ -10,7 +10,9 @@ mod support;
 use std::time::{Duration, Instant};
 
 use support::*;
-use test_servers::half_open::{hold_half_open, open_files, with_soft_open_file_limit};
+use test_servers::half_open::{
+    answer_to_unfinished, hold_half_open, open_files, with_soft_open_file_limit,
+};
 use test_servers::Postgres;
 use tokio::time::{sleep, timeout};
 
@@ -103,19 +105,4 @@ async fn an_idle_keep_alive_connection_is_closed_after_10_s() {
         (Duration::from_secs(9)..Duration::from_secs(12)).contains(&after),
         "closed after {after:?}, expected about 10 s"
     );
-}
-
-/// Sends `start` of a request on one connection and nothing more: what
-/// result answers before it closes the connection, and how long that took.
-fn answer_to_unfinished(port: u16, start: &[u8]) -> (String, Duration) {
-    let mut stream = hold_half_open(port, 1, start).into_iter().next().unwrap();
-    let started = Instant::now();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(15)))
-        .unwrap();
-    let mut answer = Vec::new();
-    // Returns at end of file, once result has closed the connection.
-    std::io::Read::read_to_end(&mut stream, &mut answer).expect("closed by result, not left open");
-    let after = started.elapsed();
-    (String::from_utf8_lossy(&answer).into_owned(), after)
 }

@@ -1,10 +1,11 @@
 //! Clients that begin a request and never finish it, against a service
 //! started with the soft open-file limit many systems start services with.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::unix::process::CommandExt;
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 /// Starts `command` with a soft open-file limit of `soft`, under the hard
 /// limit it would have had.
@@ -39,6 +40,24 @@ pub fn hold_half_open(port: u16, connections: usize, head: &[u8]) -> Vec<TcpStre
             stream
         })
         .collect()
+}
+
+/// Sends `start` of a request on one connection and nothing more: what the
+/// service answers before it closes the connection, and how long that took
+/// (up to 15 s; a connection still open then fails the test).
+pub fn answer_to_unfinished(port: u16, start: &[u8]) -> (String, Duration) {
+    let mut stream = hold_half_open(port, 1, start).into_iter().next().unwrap();
+    let started = Instant::now();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
+    let mut answer = Vec::new();
+    // Returns at end of file, once the service has closed the connection.
+    stream
+        .read_to_end(&mut answer)
+        .expect("closed by the service, not left open");
+    let after = started.elapsed();
+    (String::from_utf8_lossy(&answer).into_owned(), after)
 }
 
 /// How many files the process `pid` has open now.

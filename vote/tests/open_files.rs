@@ -9,7 +9,9 @@ mod support;
 use std::time::{Duration, Instant};
 
 use support::{vote_command, Running, Vote};
-use test_servers::half_open::{hold_half_open, open_files, with_soft_open_file_limit};
+use test_servers::half_open::{
+    answer_to_unfinished, hold_half_open, open_files, with_soft_open_file_limit,
+};
 use test_servers::{free_port, Redis};
 use tokio::time::{sleep, timeout};
 
@@ -90,19 +92,4 @@ async fn a_form_body_not_finished_within_10_s_gets_408_and_nothing_is_queued() {
         "answered after {after:?}, expected about 10 s"
     );
     assert!(support::queued(&redis).await.is_empty());
-}
-
-/// Sends `start` of a request on one connection and nothing more: what vote
-/// answers before it closes the connection, and how long that took.
-fn answer_to_unfinished(port: u16, start: &[u8]) -> (String, Duration) {
-    let mut stream = hold_half_open(port, 1, start).into_iter().next().unwrap();
-    let started = Instant::now();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(15)))
-        .unwrap();
-    let mut answer = Vec::new();
-    // Returns at end of file, once vote has closed the connection.
-    std::io::Read::read_to_end(&mut stream, &mut answer).expect("closed by vote, not left open");
-    let after = started.elapsed();
-    (String::from_utf8_lossy(&answer).into_owned(), after)
 }
