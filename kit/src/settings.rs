@@ -139,8 +139,8 @@ pub fn parse<T: Parser>() -> T {
     parsed
 }
 
-/// The one exit for a setting that can never work: its line, status 2.
-pub fn unusable(line: &str) -> ! {
+/// A setting that can never work: its line, status 2.
+fn unusable(line: &str) -> ! {
     eprintln!("{line}");
     std::process::exit(2);
 }

@@ -100,7 +100,6 @@ impl App {
         let labels: Vec<&str> = options.iter().map(|o| o.label.as_str()).collect();
         let title = format!("{}!", labels.join(" vs "));
         let pages = page::Pages::new(&options, &title, &hostname);
-        kit::metrics::Metrics::install("vote");
         let choice_cookies = options
             .iter()
             .map(|o| (o.id, voter::set_cookie(voter::CHOICE, o.id)))
@@ -169,6 +168,8 @@ pub async fn serve(config: Config) -> Result<(), Stopped> {
 /// [`serve`] on a listener already bound.
 pub async fn serve_on(listener: TcpListener, config: Config) -> Result<(), Stopped> {
     let shutdown = Drain::on_signal(Duration::from_secs(config.shutdown_drain));
+    // Before the counters App registers, so they are recorded.
+    kit::metrics::Metrics::install("vote");
     let app = Arc::new(App::new(
         config.options.options(),
         hostname(),

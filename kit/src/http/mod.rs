@@ -15,8 +15,7 @@ use axum::routing::{on, MethodFilter};
 use axum::Router;
 use tower::ServiceBuilder;
 
-pub use server::{serve, BODY_READ_TIMEOUT, HEADER_READ_TIMEOUT};
-pub use timing::UNMATCHED;
+pub use server::{serve, BODY_READ_TIMEOUT};
 
 /// A service's routes, each with the name its requests are timed under
 /// (`route` label of `<service>_http_request_duration_seconds`; the names
