@@ -55,8 +55,7 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-# Read by tracing's EnvFilter in every service, so not among the clap flags
-# (nor are ROCKET_*, which Rocket reads in the services built on it).
+# Read by tracing's EnvFilter in every service, so not among the clap flags.
 ENV_OUTSIDE_CLAP = {"RUST_LOG"}
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "Job")
 DEFAULT_PORTS = {"redis": 6379, "postgres": 5432, "postgresql": 5432, "http": 80, "ws": 80}
