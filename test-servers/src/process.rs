@@ -1,5 +1,7 @@
+use std::fs::File;
 use std::io;
 use std::net::{TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus};
@@ -8,12 +10,57 @@ use std::sync::{Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
-/// A port nobody listens on right now.
+/// A loopback port that is free now and stays this test process's until
+/// it ends, so a server stopped and started again finds its port still free.
+///
+/// A port the kernel hands out for `bind(0)` or an outgoing connection can be
+/// taken by anyone the moment its server stops (a worker's listener once took
+/// the port of a Postgres stopped for an outage test, and the Postgres could
+/// not start again). So ports come from below the kernel's ephemeral range,
+/// where nothing is handed out by chance, and each is claimed with a lock
+/// file that the test binaries running beside this one respect.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind a loopback port")
-        .port()
+    static CLAIMED: Mutex<Vec<File>> = Mutex::new(Vec::new());
+    let dir = std::env::temp_dir().join("test-servers-ports");
+    std::fs::create_dir_all(&dir).expect("create the port claims directory");
+    let (low, high) = unclaimed_range();
+    let span = u32::from(high - low);
+    // Start where this process's id points, so processes rarely contend.
+    let offset = std::process::id().wrapping_mul(7919);
+    (0..span)
+        .map(|i| low + ((offset + i) % span) as u16)
+        .find_map(|port| {
+            let claim = claim(&dir, port)?;
+            // Something outside the test kit may still listen there.
+            TcpListener::bind(("127.0.0.1", port)).ok()?;
+            CLAIMED.lock().unwrap().push(claim);
+            Some(port)
+        })
+        .unwrap_or_else(|| panic!("no free loopback port in {low}..{high}"))
+}
+
+/// The ports below the kernel's ephemeral range (or above it, if it starts low).
+fn unclaimed_range() -> (u16, u16) {
+    let ephemeral = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| {
+            let mut ends = range.split_whitespace().map(str::parse::<u16>);
+            Some((ends.next()?.ok()?, ends.next()?.ok()?))
+        })
+        .unwrap_or((32768, 60999));
+    match ephemeral {
+        (low, _) if low > 12_000 => (10_000, low),
+        (_, high) if high < 63_000 => (high + 1, 65_535),
+        _ => panic!("net.ipv4.ip_local_port_range leaves no ports for test servers: narrow it"),
+    }
+}
+
+/// An exclusive lock on `port`'s claim file, held as long as the file is open.
+fn claim(dir: &Path, port: u16) -> Option<File> {
+    let file = File::create(dir.join(port.to_string())).ok()?;
+    // SAFETY: flock(2) on a descriptor this function owns.
+    let locked = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
+    locked.then_some(file)
 }
 
 type SpawnRequest = (Command, Sender<io::Result<Child>>);
