@@ -18,6 +18,8 @@ pub struct Outage {
     what: &'static str,
     /// What the service does until it is back, for the log line.
     meanwhile: &'static str,
+    /// What the log lines say of it when it fails and when it works again.
+    says: (&'static str, &'static str),
     /// Read on every success: a plain load while nothing changes.
     down: AtomicBool,
     state: Mutex<State>,
@@ -35,6 +37,7 @@ impl Outage {
         Outage {
             what,
             meanwhile: "retrying with backoff",
+            says: ("unavailable", "is back"),
             down: AtomicBool::new(false),
             state: Mutex::new(State {
                 down_since: None,
@@ -48,6 +51,13 @@ impl Outage {
     /// "retrying with backoff" (for a server that retries nothing itself).
     pub fn meanwhile(mut self, meanwhile: &'static str) -> Self {
         self.meanwhile = meanwhile;
+        self
+    }
+
+    /// What the log lines say when it fails and when it works again, instead
+    /// of "unavailable" and "is back" (for something that is there but unusable).
+    pub fn says(mut self, down: &'static str, up: &'static str) -> Self {
+        self.says = (down, up);
         self
     }
 
@@ -69,7 +79,7 @@ impl Outage {
         }
         let mut state = self.lock();
         if let Some(since) = state.down_since.take() {
-            tracing::info!(after = ?since.elapsed(), "{} is back", self.what);
+            tracing::info!(after = ?since.elapsed(), "{} {}", self.what, self.says.1);
         }
         state.delay = FIRST_DELAY;
         self.down.store(false, Ordering::Relaxed);
@@ -82,9 +92,9 @@ impl Outage {
         if state.down_since.is_none() {
             state.down_since = Some(Instant::now());
             self.down.store(true, Ordering::Relaxed);
-            tracing::warn!(%error, "{} unavailable; {}", self.what, self.meanwhile);
+            tracing::warn!(%error, "{} {}; {}", self.what, self.says.0, self.meanwhile);
         } else {
-            tracing::debug!(%error, "{} still unavailable", self.what);
+            tracing::debug!(%error, "{} still {}", self.what, self.says.0);
         }
         let delay = state.delay;
         state.delay = (delay * 2).min(self.max_delay);

@@ -14,3 +14,16 @@ pub fn unusable_setting(e: &RedisError) -> Option<String> {
         || e.to_string().contains("refused to switch database");
     permanent.then(|| format!("REDIS_URL cannot work: {e}"))
 }
+
+/// The key and what is wrong with it, when a queue script refused to run
+/// because a key has the wrong type or value: its error code is `BADKEY`
+/// (ballot's `checks.lua`), and such a script changed nothing.
+pub fn bad_key(e: &RedisError) -> Option<String> {
+    if e.code() != Some("BADKEY") {
+        return None;
+    }
+    let detail = e.detail().unwrap_or_default();
+    // Redis appends where the error was raised: " script: <sha>, on @user_script:7."
+    let detail = detail.split(" script: ").next().unwrap_or(detail);
+    Some(detail.trim().to_string())
+}

@@ -2,6 +2,7 @@
 //! (the batch loop's connection sits in a blocking BLMOVE), and the periodic
 //! sweep that returns the batches of workers whose key expired.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use ballot::queue::heartbeat_key;
@@ -9,6 +10,7 @@ use redis::RedisResult;
 use tokio_util::sync::CancellationToken;
 
 use crate::queue::{reclaim_orphans, Connection};
+use crate::BadKeys;
 use kit::outage::Outage;
 
 /// Beats per TTL: two may be lost before peers think this worker is gone.
@@ -20,16 +22,23 @@ pub struct Heartbeat {
     key: String,
     ttl: Duration,
     health: Outage,
+    bad_keys: Arc<BadKeys>,
 }
 
 impl Heartbeat {
-    pub fn new(client: redis::Client, worker_id: &str, ttl: Duration) -> Self {
+    pub fn new(
+        client: redis::Client,
+        worker_id: &str,
+        ttl: Duration,
+        bad_keys: Arc<BadKeys>,
+    ) -> Self {
         Heartbeat {
             connection: Connection::new(client),
             worker_id: worker_id.to_string(),
             key: heartbeat_key(worker_id),
             ttl,
             health: Outage::new("redis (heartbeat)"),
+            bad_keys,
         }
     }
 
@@ -93,13 +102,21 @@ impl Heartbeat {
             .query_async::<()>(&mut connection)
             .await?;
         if sweep {
-            reclaim_orphans(&mut connection, &self.worker_id).await?;
+            let bad_keys = reclaim_orphans(&mut connection, &self.worker_id).await?;
+            match bad_keys.is_empty() {
+                true => self.bad_keys.sweep.up(),
+                false => drop(self.bad_keys.sweep.down(&bad_keys.join("; "))),
+            }
         }
-        let depth: u64 = redis::cmd("LLEN")
+        // Only a gauge: `votes` of the wrong type is the batch loop's to
+        // report, and an outage shows at the next beat's SET.
+        let depth: RedisResult<u64> = redis::cmd("LLEN")
             .arg(ballot::queue::VOTES)
             .query_async(&mut connection)
-            .await?;
-        metrics::gauge!("worker_queue_depth").set(depth as f64);
+            .await;
+        if let Ok(depth) = depth {
+            metrics::gauge!("worker_queue_depth").set(depth as f64);
+        }
         Ok(())
     }
 }

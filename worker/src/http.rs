@@ -18,6 +18,8 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 pub struct Probe {
     pub redis: redis::Client,
     pub database: tokio_postgres::Config,
+    /// The worker's own finding: a queue key it cannot use.
+    pub bad_keys: Arc<crate::BadKeys>,
 }
 
 pub fn app(probe: Probe) -> App {
@@ -28,10 +30,13 @@ pub fn app(probe: Probe) -> App {
 
 async fn readyz(State(probe): State<Arc<Probe>>) -> Readiness {
     let (redis, postgres) = tokio::join!(ping_redis(&probe.redis), ping_postgres(&probe.database));
-    let down: Vec<String> = [("redis", redis), ("postgres", postgres)]
+    let mut down: Vec<String> = [("redis", redis), ("postgres", postgres)]
         .into_iter()
         .filter_map(|(name, r)| r.err().map(|e| format!("{name}: {e}")))
         .collect();
+    if probe.bad_keys.any() {
+        down.push("a redis key is unusable (the log names it)".into());
+    }
     Readiness(if down.is_empty() {
         Ok(())
     } else {

@@ -10,6 +10,7 @@ mod store;
 
 use std::borrow::Cow;
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ballot::VoteOptions;
@@ -94,9 +95,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Stop
     info!(%worker_id, batch_size = config.batch_size, "worker starting");
     kit::metrics::Metrics::install("worker");
     describe_metrics();
+    let bad_keys = Arc::new(BadKeys::new());
     let probe = http::Probe {
         redis: redis.clone(),
         database: config.database.pg_config(),
+        bad_keys: bad_keys.clone(),
     };
     let listener = TcpListener::bind((Ipv4Addr::UNSPECIFIED, config.port))
         .await
@@ -114,7 +117,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Stop
         http::app(probe),
         stop_serving.clone(),
     ));
-    let result = work(config, worker_id, redis, ttl, shutdown).await;
+    let result = work(config, worker_id, redis, ttl, bad_keys, shutdown).await;
     stop_serving.cancel();
     let _ = serving.await;
     result
@@ -125,10 +128,11 @@ async fn work(
     worker_id: String,
     redis: redis::Client,
     ttl: Duration,
+    bad_keys: Arc<BadKeys>,
     shutdown: CancellationToken,
 ) -> Result<(), Stopped> {
     // Claim liveness before taking any ballot, or a peer could reclaim them.
-    let mut heartbeat = Heartbeat::new(redis.clone(), &worker_id, ttl);
+    let mut heartbeat = Heartbeat::new(redis.clone(), &worker_id, ttl, bad_keys.clone());
     match heartbeat.first_beat(&shutdown).await {
         Ok(true) => {}
         Ok(false) => return Ok(()),
@@ -151,6 +155,7 @@ async fn work(
         options: VoteOptions::every_id(),
         redis_health: Outage::new("redis"),
         postgres_health: Outage::new("postgres"),
+        bad_keys,
         unusable: None,
     };
     if worker.prepare_store(&stop).await {
@@ -168,12 +173,41 @@ async fn work(
     Ok(())
 }
 
+/// Queue keys of a type or value the scripts refuse (see ballot's
+/// `checks.lua`). Such a script changes nothing, so no ballot is lost; the
+/// worker is not ready, logs the key once, and goes on trying until it is
+/// fixed.
+pub(crate) struct BadKeys {
+    /// Met taking or clearing a batch: counting waits.
+    pub take: Outage,
+    /// Met returning a stopped worker's batch to the queue: that batch waits.
+    pub sweep: Outage,
+}
+
+impl BadKeys {
+    fn new() -> Self {
+        BadKeys {
+            take: Outage::new("a queue key")
+                .says("is unusable", "is usable again")
+                .meanwhile("counting waits, every ballot stays queued, until it is fixed"),
+            sweep: Outage::new("a stopped worker's batch")
+                .says("cannot be returned to the queue", "can be returned again")
+                .meanwhile("it stays where it is until the key is fixed"),
+        }
+    }
+
+    pub fn any(&self) -> bool {
+        self.take.is_down() || self.sweep.is_down()
+    }
+}
+
 struct Worker {
     queue: Queue,
     store: Store,
     options: VoteOptions,
     redis_health: Outage,
     postgres_health: Outage,
+    bad_keys: Arc<BadKeys>,
     /// Set when a setting turned out never to work: the worker stops.
     unusable: Option<String>,
 }
@@ -203,7 +237,16 @@ impl Worker {
             self.unusable = Some(unusable);
             return false;
         }
+        if let Some(problem) = redis_error::bad_key(e) {
+            return self.bad_keys.take.wait(&problem, shutdown).await;
+        }
         self.redis_health.wait(e, shutdown).await
+    }
+
+    /// A queue script ran: Redis answers and the keys it checked are sound.
+    fn redis_up(&self) {
+        self.redis_health.up();
+        self.bad_keys.take.up();
     }
 
     /// As `redis_down`, for Postgres and DATABASE_URL.
@@ -230,7 +273,7 @@ impl Worker {
         let started = Instant::now();
         let taken = match self.queue.take().await {
             Ok(taken) => {
-                self.redis_health.up();
+                self.redis_up();
                 taken
             }
             Err(e) => return self.redis_down(&e, shutdown).await,
@@ -267,7 +310,7 @@ impl Worker {
         loop {
             match self.queue.finish(&dead).await {
                 Ok(finished) => {
-                    self.redis_health.up();
+                    self.redis_up();
                     record_batch(&entries, dead.len(), &batch.votes, taken_at, started);
                     match finished {
                         Some(dropped) => report_dropped_dead_letters(dropped),

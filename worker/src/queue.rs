@@ -249,11 +249,13 @@ impl Taken {
 }
 
 /// Returns the batches of workers whose heartbeat has expired to the head
-/// of the queue; returns how many ballots came back.
+/// of the queue. Returns the keys that kept a batch where it is (a list of
+/// the wrong type, or `votes` itself), each with what is wrong with it; the
+/// other batches are returned all the same.
 pub async fn reclaim_orphans(
     connection: &mut MultiplexedConnection,
     own_worker_id: &str,
-) -> RedisResult<i64> {
+) -> RedisResult<Vec<String>> {
     let pattern = format!("{}*", ballot::queue::PROCESSING_PREFIX);
     let mut lists: Vec<String> = Vec::new();
     let mut cursor = 0u64;
@@ -274,25 +276,26 @@ pub async fn reclaim_orphans(
     }
     let own = processing_list(own_worker_id);
     let hand_back = Script::new(HAND_BACK);
-    let mut reclaimed = 0;
+    let mut bad_keys = Vec::new();
     for list in lists.iter().filter(|l| **l != own) {
         let owner = &list[ballot::queue::PROCESSING_PREFIX.len()..];
-        let moved: i64 = hand_back
+        let moved: RedisResult<i64> = hand_back
             .key(list)
             .key(VOTES)
             .key(heartbeat_key(owner))
             .arg("orphaned")
             .invoke_async(connection)
-            .await?;
-        if moved > 0 {
-            info!(
+            .await;
+        match moved {
+            Ok(moved) if moved > 0 => info!(
                 worker_id = owner,
                 moved, "returned a stopped worker's batch to the queue"
-            );
-            reclaimed += moved;
+            ),
+            Ok(_) => {}
+            Err(e) => bad_keys.push(kit::redis_error::bad_key(&e).ok_or(e)?),
         }
     }
-    Ok(reclaimed)
+    Ok(bad_keys)
 }
 
 #[cfg(test)]

@@ -4,62 +4,13 @@
 
 mod support;
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use support::*;
 use test_servers::{free_port, Postgres, Redis};
 
 const WORKER: &str = env!("CARGO_BIN_EXE_worker");
-
-/// The worker binary on `port`, killed when dropped.
-struct Worker(Child);
-
-impl Worker {
-    fn start(redis_url: &str, database_url: &str, port: u16) -> Worker {
-        let child = Command::new(WORKER)
-            .env("REDIS_URL", redis_url)
-            .env("DATABASE_URL", database_url)
-            .env("PORT", port.to_string())
-            .env("RUST_LOG", "error")
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        Worker(child)
-    }
-}
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-async fn get(port: u16, path: &str) -> Option<(u16, String)> {
-    let response = reqwest::get(format!("http://127.0.0.1:{port}{path}"))
-        .await
-        .ok()?;
-    let status = response.status().as_u16();
-    Some((status, response.text().await.unwrap()))
-}
-
-async fn wait_for(port: u16, path: &str, status: u16) -> String {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let answer = get(port, path).await;
-        if let Some((seen, body)) = &answer {
-            if *seen == status {
-                return body.clone();
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{path} never answered {status}; last: {answer:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 /// `/metrics` once the sample `name` reads `value` (within 20 s).
 async fn wait_for_sample(port: u16, name: &str, value: f64) -> String {
@@ -149,7 +100,7 @@ async fn metrics_follow_the_ballots() {
     entries.push("not a ballot".into());
     enqueue(&mut redis, &entries).await;
     wait_drained(&mut redis, Duration::from_secs(20)).await;
-    // The heartbeat samples the queue depth every TTL/3 (10 s / 3 here).
+    // The heartbeat samples the queue depth every TTL/3 (2 s / 3 here).
     let after = wait_for_sample(port, "worker_queue_depth", 0.0).await;
     assert_eq!(sample(&after, "worker_ballots_applied_total"), Some(20.0));
     assert_eq!(sample(&after, "worker_ballots_dead_total"), Some(1.0));

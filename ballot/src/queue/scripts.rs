@@ -12,9 +12,16 @@
 ///
 /// KEYS: [`CLOCK`](super::CLOCK), [`VOTES`](super::VOTES).
 /// ARGV: the entry from [`unstamped_entry`](super::unstamped_entry).
-pub const QUEUE: &str = include_str!("scripts/queue.lua");
+pub const QUEUE: &str = concat!(
+    include_str!("scripts/checks.lua"),
+    include_str!("scripts/queue.lua")
+);
 
-// FILL and FINISH dead-letter, so both start with `trim_dead.lua`: it keeps
+// Every script starts with `checks.lua`: it checks the type and value of
+// each key it uses before changing any, and otherwise fails with an error
+// whose code is `BADKEY`, naming the key (`kit::redis_error::bad_key` reads it).
+//
+// FILL and FINISH dead-letter, so both also start with `trim_dead.lua`: it keeps
 // the dead letters to the newest `cap` entries and returns how many it
 // dropped, so the worker can log the drop.
 
@@ -37,13 +44,17 @@ pub const QUEUE: &str = include_str!("scripts/queue.lua");
 /// ARGV: batch size, max entry bytes, max ahead (us), dead-letter cap,
 /// oversized bytes per take.
 pub const FILL: &str = concat!(
+    include_str!("scripts/checks.lua"),
     include_str!("scripts/trim_dead.lua"),
     include_str!("scripts/fill.lua")
 );
 
 /// Sets where the order starts, unless a peer set it first.
 /// KEYS: order. ARGV: cast_at, queue_seq.
-pub const START_ORDER: &str = include_str!("scripts/start_order.lua");
+pub const START_ORDER: &str = concat!(
+    include_str!("scripts/checks.lua"),
+    include_str!("scripts/start_order.lua")
+);
 
 /// After the commit: dead letters go to `votes:dead` and the batch leaves
 /// Redis, at once. Only if the batch is still there: a retry after a lost
@@ -52,13 +63,18 @@ pub const START_ORDER: &str = include_str!("scripts/start_order.lua");
 ///
 /// KEYS: processing list, dead letters. ARGV: cap, then the dead letters.
 pub const FINISH: &str = concat!(
+    include_str!("scripts/checks.lua"),
     include_str!("scripts/trim_dead.lua"),
     include_str!("scripts/finish.lua")
 );
 
 /// Moves a processing list back to the head of `votes` in its order and
 /// drops the heartbeat; with `ARGV[1]` = `'orphaned'` only if the heartbeat has
-/// expired. Returns how many ballots moved, or -1 if the owner is alive.
+/// expired (one that is not a string or never expires was written by no
+/// live worker, whose beat is one `SET ... PX`, and counts as expired). Returns how many ballots moved, or -1 if the owner is alive.
 ///
 /// KEYS: processing list, votes, heartbeat. ARGV: 'own' or 'orphaned'.
-pub const HAND_BACK: &str = include_str!("scripts/hand_back.lua");
+pub const HAND_BACK: &str = concat!(
+    include_str!("scripts/checks.lua"),
+    include_str!("scripts/hand_back.lua")
+);

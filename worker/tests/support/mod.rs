@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test binary uses its own subset
 
 use std::collections::BTreeMap;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ballot::queue::{DEAD_LETTERS, HEARTBEAT_PREFIX, PROCESSING_PREFIX, VOTES};
@@ -227,4 +228,64 @@ pub async fn assert_tallies_exact(db: &Client) {
         .unwrap()
         .get(0);
     assert_eq!(rows, tally.total, "tallies hold an unconfigured option");
+}
+
+/// The worker binary on `port`, killed when dropped; its log is kept.
+pub struct Worker {
+    child: Child,
+    log: tempfile::NamedTempFile,
+}
+
+impl Worker {
+    pub fn start(redis_url: &str, database_url: &str, port: u16) -> Worker {
+        let log = tempfile::NamedTempFile::new().unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_worker"))
+            .env("REDIS_URL", redis_url)
+            .env("DATABASE_URL", database_url)
+            .env("PORT", port.to_string())
+            .env("HEARTBEAT_TTL", "2")
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log.reopen().unwrap())
+            .spawn()
+            .unwrap();
+        Worker { child, log }
+    }
+
+    /// What it has logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log.path()).unwrap()
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub async fn get(port: u16, path: &str) -> Option<(u16, String)> {
+    let response = reqwest::get(format!("http://127.0.0.1:{port}{path}"))
+        .await
+        .ok()?;
+    let status = response.status().as_u16();
+    Some((status, response.text().await.unwrap()))
+}
+
+pub async fn wait_for(port: u16, path: &str, status: u16) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let answer = get(port, path).await;
+        if let Some((seen, body)) = &answer {
+            if *seen == status {
+                return body.clone();
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{path} never answered {status}; last: {answer:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

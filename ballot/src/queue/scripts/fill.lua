@@ -1,8 +1,16 @@
+expect_type(KEYS[1], 'list')
+expect_type(KEYS[2], 'list')
+expect_type(KEYS[3], 'hash')
+expect_type(KEYS[4], 'list')
+local order = redis.call('HMGET', KEYS[3], 'cast_at', 'seq')
+if redis.call('EXISTS', KEYS[3]) == 1 then
+  expect_integer(KEYS[3], 'field cast_at', order[1])
+  expect_integer(KEYS[3], 'field seq', order[2])
+end
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
 local room = tonumber(ARGV[1]) - redis.call('LLEN', KEYS[2])
 local oversized, clamped, dropped = {}, {}, 0
-local order = redis.call('HMGET', KEYS[3], 'cast_at', 'seq')
 if room > 0 and not order[1] then
   -- No order yet (a new or emptied Redis): the worker sets it from
   -- Postgres first, so nothing taken sorts before what is stored.

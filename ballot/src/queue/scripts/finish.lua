@@ -1,3 +1,5 @@
+expect_type(KEYS[1], 'list')
+expect_type(KEYS[2], 'list')
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 local dropped = 0
 if #ARGV > 1 then

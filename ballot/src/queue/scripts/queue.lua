@@ -1,6 +1,12 @@
+expect_type(KEYS[1], 'string')
+expect_type(KEYS[2], 'list')
+local last = redis.call('GET', KEYS[1])
+if last then
+  expect_integer(KEYS[1], 'the value', last)
+  last = tonumber(last)
+end
 local time = redis.call('TIME')
 local stamp = tonumber(time[1]) * 1000000 + tonumber(time[2])
-local last = tonumber(redis.call('GET', KEYS[1]))
 if last and stamp <= last then
   stamp = last + 1
 end
