@@ -101,7 +101,8 @@ pub fn is_lock_timeout(e: &Error) -> bool {
     e.code() == Some(&SqlState::LOCK_NOT_AVAILABLE)
 }
 
-/// The role may not create or change the schema: wait for a service that may.
+/// The role may not create or change the schema: wait for `worker migrate`,
+/// which runs as the schema's owner.
 pub fn is_not_permitted(e: &Error) -> bool {
     e.code() == Some(&SqlState::INSUFFICIENT_PRIVILEGE)
 }
