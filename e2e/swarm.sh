@@ -207,7 +207,7 @@ deploy
 # per service: "name running/desired"; `migrate` runs once, to completion.
 converged() {
     local service desired running
-    manager service ps --format '{{.CurrentState}}' "${STACK}_migrate" | grep -q '^Complete' || return 1
+    grep -q '^Complete' <<<"$(manager service ps --format '{{.CurrentState}}' "${STACK}_migrate")" || return 1
     for service in $(manager service ls -q --filter "label=com.docker.stack.namespace=$STACK"); do
         [[ $(manager service inspect -f '{{.Spec.Name}}' "$service") != "${STACK}_migrate" ]] || continue
         desired=$(manager service inspect -f '{{.Spec.Mode.Replicated.Replicas}}' "$service")
