@@ -949,17 +949,22 @@ class Stack:
         )
         if initdb.returncode != 0:
             raise SystemExit(f"crosscheck: initdb failed: {(initdb.stdout + initdb.stderr)[-1500:]}")
-        started = subprocess.run(
-            as_postgres(
-                [str(self.pg_bin / "pg_ctl"), "-D", str(pg), "-l", str(pg / "log"), "-w", "start",
-                 "-o", f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1"]
-            ),
-            capture_output=True,
-            text=True,
-        )
-        if started.returncode != 0:
-            log = (pg / "log").read_text(errors="replace") if (pg / "log").exists() else ""
-            raise SystemExit(f"crosscheck: postgres did not start: {started.stderr.strip()}\n{log[-1500:]}")
+        def pg_ctl(action, listen):
+            done = subprocess.run(
+                as_postgres(
+                    [str(self.pg_bin / "pg_ctl"), "-D", str(pg), "-l", str(pg / "log"), "-w", action,
+                     "-o", f"-p {port} -k {sockets} -c listen_addresses={listen}"]
+                ),
+                capture_output=True,
+                text=True,
+            )
+            if done.returncode != 0:
+                log = (pg / "log").read_text(errors="replace") if (pg / "log").exists() else ""
+                raise SystemExit(f"crosscheck: postgres did not {action}: {done.stderr.strip()}\n{log[-1500:]}")
+
+        # As the image: the set-up on a server only its socket reaches, so
+        # no service connects before its role exists; then on TCP.
+        pg_ctl("start", "''")
         if database != "postgres":
             subprocess.run(
                 as_postgres([str(self.pg_bin / "psql"), "-h", str(sockets), "-p", str(port), "-U", user,
@@ -977,6 +982,7 @@ class Stack:
                                  capture_output=True, text=True)
             if ran.returncode != 0:
                 raise SystemExit(f"crosscheck: {path} failed: {(ran.stdout + ran.stderr)[-1500:]}")
+        pg_ctl("restart", "127.0.0.1")
 
     def stop(self):
         for name, (process, _) in self.processes.items():
