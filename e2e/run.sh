@@ -84,7 +84,7 @@ compose build
 phase "up: $VOTE_REPLICAS vote and $RESULT_REPLICAS result replicas behind the edge"
 compose down -v --remove-orphans >/dev/null 2>&1 || true
 compose up -d --scale vote=$VOTE_REPLICAS --scale result=$RESULT_REPLICAS \
-    edge vote result worker redis db prometheus redis-exporter postgres-exporter
+    edge vote result worker migrate redis db prometheus redis-exporter postgres-exporter
 containers() { compose ps -q "$1"; }
 # sed, not head: head leaves early and docker dies of SIGPIPE (pipefail).
 container() { containers "$1" | sed -n 1p; }
@@ -120,9 +120,34 @@ published=$(docker ps --filter "label=com.docker.compose.project=$COMPOSE_PROJEC
 [[ $published == "edge prometheus" ]] ||
     fail "only the edge and prometheus should publish ports; these do: $published"
 
+phase "database roles: each service as its own, none as the superuser"
+# migrate ran once as the owner and exited 0; the worker, result replicas
+# and the exporter are connected as their roles (db/postgres-roles.sh).
+[[ $(docker inspect -f '{{.State.Status}} {{.State.ExitCode}}' "$(container migrate)") == "exited 0" ]] ||
+    fail "migrate did not exit 0: $(compose logs --no-color migrate | tail -5)"
+connected() {
+    compose exec -T db psql -qAt -U "${POSTGRES_USER:-postgres}" -d "${POSTGRES_DB:-postgres}" \
+        -c "SELECT string_agg(DISTINCT usename, ' ' ORDER BY usename) FROM pg_stat_activity
+            WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()" | tr -d '\r'
+}
+expected_roles="voting_exporter voting_result voting_worker"
+roles_connected() { [[ $(connected) == "$expected_roles" ]]; }
+deadline=$((SECONDS + 30))
+until roles_connected; do
+    ((SECONDS < deadline)) || fail "connected to Postgres: $(connected); expected $expected_roles"
+    sleep 1
+done
+owners=$(compose exec -T db psql -qAt -U "${POSTGRES_USER:-postgres}" -d "${POSTGRES_DB:-postgres}" \
+    -c "SELECT DISTINCT tableowner FROM pg_tables WHERE schemaname = 'public'" | tr -d '\r')
+[[ $owners == voting_owner ]] || fail "the schema's tables should belong to voting_owner, not $owners"
+echo "migrate exited 0; the tables belong to voting_owner; connected: $(connected)"
+
 phase "monitoring: every scrape target up"
 check targets-up --expect vote=$VOTE_REPLICAS --expect result=$RESULT_REPLICAS --expect worker=1 \
     --expect edge=1 --expect redis=1 --expect postgres=1 --expect prometheus=1
+# The exporter's target answers even when it cannot log in: pg_up says it did
+# (as voting_exporter).
+check_within 60 prom-at-least --min 1 'min(pg_up)'
 
 phase "a vote reaches the websocket (through the edge)"
 check vote-reaches-websocket

@@ -71,7 +71,7 @@ cleanup() {
         manager service ls 2>&1 || true
         manager stack ps --no-trunc "$STACK" 2>&1 | head -40 || true
         local service
-        for service in edge vote result worker redis db; do
+        for service in edge vote result worker migrate redis db; do
             echo "--- last log lines of $service"
             manager service logs --tail 15 --no-task-ids "${STACK}_$service" 2>&1 | tail -15 || true
         done
@@ -187,19 +187,29 @@ manager load -q <"$base_tar" >/dev/null
 echo "$(du -h "$images_tar" | cut -f1) to each node, $(du -h "$base_tar" | cut -f1) more to the manager"
 rm -f "$images_tar" "$base_tar"
 
-phase "deploy: the secret, docker stack deploy, every task healthy"
-password=$(head -c 18 /dev/urandom | base64 | tr '+/' '-_')
-printf '%s' "$password" | manager secret create postgres_password - >/dev/null
+phase "deploy: the secrets, docker stack deploy, every task healthy"
+# The stack's external secrets: the superuser's password and one for each
+# role (db/postgres-roles.sh), each random, as an operator makes them.
+SECRETS=(postgres_password postgres_owner_password postgres_worker_password
+    postgres_result_password postgres_exporter_password)
+passwords=()
+for secret in "${SECRETS[@]}"; do
+    password=$(head -c 18 /dev/urandom | base64 | tr '+/' '-_')
+    passwords+=("$password")
+    printf '%s' "$password" | manager secret create "$secret" - >/dev/null
+done
 deploy() {
     docker exec -w /src "$MANAGER" docker stack deploy --resolve-image never \
         -c docker-stack.yml "$STACK"
 }
 deploy
 # Running tasks that Docker reports healthy (or that have no healthcheck),
-# per service: "name running/desired".
+# per service: "name running/desired"; `migrate` runs once, to completion.
 converged() {
     local service desired running
+    grep -q '^Complete' <<<"$(manager service ps --format '{{.CurrentState}}' "${STACK}_migrate")" || return 1
     for service in $(manager service ls -q --filter "label=com.docker.stack.namespace=$STACK"); do
+        [[ $(manager service inspect -f '{{.Spec.Name}}' "$service") != "${STACK}_migrate" ]] || continue
         desired=$(manager service inspect -f '{{.Spec.Mode.Replicated.Replicas}}' "$service")
         running=$(manager service ps --filter desired-state=running --format '{{.CurrentState}}' "$service" |
             grep -c '^Running' || true)
@@ -267,13 +277,29 @@ for network in front-tier back-tier; do
     [[ $(manager network inspect -f '{{.Driver}} {{.Scope}}' "${STACK}_$network") == "overlay swarm" ]] ||
         fail "${STACK}_$network should be a swarm overlay network"
 done
-# The password is in no service's environment, only in the secret's file.
+# The passwords are in no service's environment, only in the secrets' files.
 # (A here-string: grep -q leaving a pipe early would fail the pipeline.)
-specs=$(manager service inspect "${STACK}_db" "${STACK}_worker" "${STACK}_result")
-if grep -qF "$password" <<<"$specs"; then
-    fail "the database password shows in a service's spec"
-fi
-echo "endpoints dnsrr behind the edge; only the edge publishes (5000, 5001 in host mode); tiers are overlay networks; the password is only in the secret"
+specs=$(manager service inspect "${STACK}_db" "${STACK}_worker" "${STACK}_result" "${STACK}_migrate")
+for password in "${passwords[@]}"; do
+    if grep -qF "$password" <<<"$specs"; then
+        fail "a database password shows in a service's spec"
+    fi
+done
+# Each service holds only its own role's secret.
+secrets_of() {
+    manager service inspect -f '{{range .Spec.TaskTemplate.ContainerSpec.Secrets}}{{.SecretName}} {{end}}' "${STACK}_$1"
+}
+[[ $(secrets_of worker) == "postgres_worker_password " ]] || fail "worker holds secrets $(secrets_of worker)"
+[[ $(secrets_of result) == "postgres_result_password " ]] || fail "result holds secrets $(secrets_of result)"
+[[ $(secrets_of migrate) == "postgres_owner_password " ]] || fail "migrate holds secrets $(secrets_of migrate)"
+# The services connect as their roles, none as the superuser.
+db_task=$(manager ps -q --filter "label=com.docker.swarm.service.name=${STACK}_db" | sed -n 1p)
+connected=$(manager exec "$db_task" psql -qAt -U "${POSTGRES_USER:-postgres}" -d "${POSTGRES_DB:-postgres}" \
+    -c "SELECT string_agg(DISTINCT usename, ' ' ORDER BY usename) FROM pg_stat_activity
+        WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()")
+[[ $connected == "voting_result voting_worker" ]] ||
+    fail "the services should connect as voting_result and voting_worker; connected: $connected"
+echo "endpoints dnsrr behind the edge; only the edge publishes (5000, 5001 in host mode); tiers are overlay networks; the passwords are only in the secrets; connected as: $connected"
 
 phase "a vote reaches the websocket; each vote replica answers"
 check vote-reaches-websocket
@@ -454,7 +480,7 @@ leftovers() {
 nothing_left() { [[ -z $(leftovers) ]]; }
 wait_for 120 "no service, task container, network or config of the stack left" nothing_left
 # Kept on purpose, as for any stack: the external secret and the volumes.
-manager secret rm postgres_password >/dev/null
+manager secret rm "${SECRETS[@]}" >/dev/null
 for node in "${NODES[@]}"; do
     volumes=$(on "$node" volume ls -q --filter "label=com.docker.stack.namespace=$STACK")
     if [[ -n $volumes ]]; then

@@ -11,7 +11,9 @@ docker-compose.yml and .github/workflows/images.yml:
     binary listens on (what the paths answer is checked at run time);
   - each service container's env names are settings its binary accepts (or
     helpers that a later $(NAME) uses), its --flags are flags it has, every
-    ConfigMap, Secret and key it reads exists;
+    ConfigMap, Secret and key it reads exists; a `*_FILE` setting names a
+    file a Secret or ConfigMap volume mounts into that container; the db's
+    init scripts are the project's (db/);
   - images: voting-<x> is the compose service x built from the Dockerfile
     target whose entrypoint is the binary x, the one images.yml builds;
     redis and db run the images compose runs;
@@ -22,9 +24,11 @@ docker-compose.yml and .github/workflows/images.yml:
 at run time (unless --static), the binaries started with each container's
 environment as Kubernetes would expand it, hosts and ports mapped to local
 throwaway servers (redis-server with the StatefulSet's args; Postgres set up
-as the postgres image would from the db StatefulSet's env, password auth on):
+as the postgres image would from the db StatefulSet's env and its init
+scripts, password auth on; mounted Secrets and ConfigMaps as local files):
   - with Redis and Postgres down, liveness answers within its budget and
-    readiness does not; once they are up, readiness answers;
+    readiness does not; once they are up, each init container (`worker
+    migrate`) exits 0 and readiness answers;
   - the Prometheus annotations' metrics paths answer;
   - the seed Job's command (or, without one, 300 ballots) runs through the
     stack and its --verify sees every ballot counted;
@@ -207,6 +211,13 @@ class Project:
             binary = (stage.entrypoint or [None])[0]
             if binary not in workspace_binaries:
                 continue
+            # Another service run from a service's image (`migrate`: the
+            # worker's image, `worker migrate`): the same build, not an image.
+            twin = next((other for other, e in self.compose.items()
+                         if other != service and e["build"] == build and entry["image"]
+                         and e["image"] == entry["image"] and image_name(e["image"]) == f"voting-{other}"), None)
+            if twin:
+                continue
             self.images[f"voting-{service}"] = {"binary": binary, "stage": stage, "service": service}
             if entry["image"] and image_name(entry["image"]) != f"voting-{service}":
                 self.problems.append(
@@ -319,6 +330,25 @@ def container_env(m, container, problems, where):
     return env
 
 
+def mounted_files(m, pod, container):
+    """{path: text} of every file a Secret or ConfigMap volume mounts into
+    the container (missing objects or keys are left out)."""
+    volumes = {v["name"]: v for v in pod["spec"].get("volumes") or []}
+    files = {}
+    for mount in container.get("volumeMounts") or []:
+        volume = volumes.get(mount["name"]) or {}
+        for kind, key, name_key in (("Secret", "secret", "secretName"), ("ConfigMap", "configMap", "name")):
+            if key not in volume:
+                continue
+            obj = m.get(kind, volume[key][name_key])
+            data = data_of(obj) if obj else {}
+            items = volume[key].get("items") or [{"key": k, "path": k} for k in data]
+            for item in items:
+                if item["key"] in data:
+                    files[f"{mount['mountPath'].rstrip('/')}/{item['path']}"] = data[item["key"]]
+    return files
+
+
 def named_port(container, port):
     """A probe's or Service's port (number or name) as a number, or None."""
     if isinstance(port, int):
@@ -350,6 +380,7 @@ class Check:
         self.project, self.m = project, m
         self.problems = []
         self.apps = {}  # workload name -> {"kind", "binary", "container", "env", "port", "pod"}
+        self.inits = {}  # workload name -> [the same, for each init container]
         self.flows = set()  # (from workload, to workload, port, why)
 
     def fail(self, text):
@@ -370,8 +401,10 @@ class Check:
     def check_pod(self, kind, name, doc, pod):
         spec = pod["spec"]
         psc = spec.get("securityContext") or {}
-        for container in spec.get("containers", []) + spec.get("initContainers", []):
-            where = f"{kind} {name}, container {container['name']}"
+        inits = spec.get("initContainers", [])
+        for container in spec.get("containers", []) + inits:
+            init = container in inits
+            where = f"{kind} {name}, {'init ' if init else ''}container {container['name']}"
             csc = container.get("securityContext") or {}
             if not (csc.get("runAsNonRoot", psc.get("runAsNonRoot")) is True):
                 self.fail(f"{where}: runAsNonRoot is not true")
@@ -393,13 +426,22 @@ class Check:
                 for resource in ("cpu", "memory"):
                     if resource not in (resources.get(part) or {}):
                         self.fail(f"{where}: no {resource} in resources.{part}")
-            if kind in ("Deployment", "StatefulSet"):
+            files = mounted_files(self.m, pod, container)
+            for env in container.get("env") or []:
+                if env["name"].endswith("_FILE") and "value" in env and env["value"] not in files:
+                    self.fail(f"{where}: {env['name']} names {env['value']}, which no Secret or ConfigMap volume mounts")
+            for path, text in files.items():
+                if path.startswith("/docker-entrypoint-initdb.d/"):
+                    ours = ROOT / "db" / path.rsplit("/", 1)[1]
+                    if not ours.exists() or ours.read_text() != text:
+                        self.fail(f"{where}: the init script {path} is not the project's {ours.relative_to(ROOT)}")
+            if kind in ("Deployment", "StatefulSet") and not init:
                 for probe in ("livenessProbe", "readinessProbe"):
                     if probe not in container:
                         self.fail(f"{where}: no {probe}")
                 for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
                     self.check_probe_port(where, container, probe)
-            self.check_image(kind, name, pod, container, where)
+            self.check_image(kind, name, pod, container, where, init)
 
     def check_probe_port(self, where, container, probe_name):
         probe = container.get(probe_name)
@@ -409,7 +451,7 @@ class Check:
             if handler in probe and named_port(container, probe[handler]["port"]) is None:
                 self.fail(f"{where}: {probe_name} port {probe[handler]['port']} is no port of the container")
 
-    def check_image(self, kind, name, pod, container, where):
+    def check_image(self, kind, name, pod, container, where, init=False):
         image = container["image"]
         base = image_name(image)
         if base.startswith("voting-"):
@@ -420,7 +462,7 @@ class Check:
                     f"(compose builds {', '.join(sorted(self.project.images))})"
                 )
                 return
-            self.check_app(kind, name, pod, container, where, built)
+            self.check_app(kind, name, pod, container, where, built, init)
             return
         # A store: the image compose runs for the service of the same name.
         service = self.project.compose.get(name)
@@ -429,7 +471,7 @@ class Check:
         elif image_without_registry(image) != image_without_registry(service["image"]):
             self.fail(f"{where}: image {image}, but compose runs {service['image']}")
 
-    def check_app(self, kind, name, pod, container, where, built):
+    def check_app(self, kind, name, pod, container, where, built, init=False):
         binary_name = built["binary"]
         stage = built["stage"]
         if binary_name is None:
@@ -458,6 +500,12 @@ class Check:
                 flag = arg[2:].split("=")[0]
                 if flag not in binary.flags:
                     self.fail(f"{where}: argument {arg}: --{flag} is no flag of {binary_name}")
+        if init:
+            # Run before the pod's containers, to completion (`worker migrate`).
+            self.inits.setdefault(name, []).append(
+                {"kind": kind, "binary": binary, "container": container, "env": env, "port": None, "pod": pod}
+            )
+            return
         values = {n: v for n, v, _ in env}
         port = int(values.get("PORT") or stage.env.get("PORT") or binary.port_default or 0) or None
         if kind == "Deployment":
@@ -557,7 +605,8 @@ class Check:
         return parts[0]
 
     def check_urls(self):
-        for name, app in sorted(self.apps.items()):
+        every = [(n, a) for n, a in self.apps.items()] + [(n, a) for n, inits in self.inits.items() for a in inits]
+        for name, app in sorted(every, key=lambda x: x[0]):
             for setting, scheme, host, port, _ in self.urls_of(app):
                 service = self.service_of_host(host)
                 target = self.service_target(service, port) if service else None
@@ -826,10 +875,20 @@ class Stack:
 
         return URL.sub(one, text)
 
+    def local_file(self, path, files):
+        """A mounted file (its path in the container) as a local copy."""
+        local = self.tmp / "mounted" / path.lstrip("/")
+        local.parent.mkdir(parents=True, exist_ok=True)
+        local.write_text(files[path])
+        if os.geteuid() == 0:  # the postgres user reads the db's files
+            shutil.chown(local, "postgres")
+        return str(local)
+
     def app_env(self, app):
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(self.tmp)}
+        files = mounted_files(self.check.m, app["pod"], app["container"])
         for name, value, _ in app["env"]:
-            env[name] = self.rewrite(value)
+            env[name] = self.local_file(value, files) if value in files else self.rewrite(value)
         if app["port"]:
             env["PORT"] = str(self.local[(self.name_of(app), app["port"])])
         return env
@@ -862,10 +921,14 @@ class Stack:
 
     def start_postgres(self, name, container):
         """As the postgres image's entrypoint does with the same env."""
+        pod = self.check.workload_pod(name)
+        files = mounted_files(self.check.m, pod, container)
         env = {n: v for n, v, _ in container_env(self.check.m, container, [], name)}
         user = env.get("POSTGRES_USER") or "postgres"
         database = env.get("POSTGRES_DB") or user
         password = env.get("POSTGRES_PASSWORD")
+        if env.get("POSTGRES_PASSWORD_FILE") in files:
+            password = files[env["POSTGRES_PASSWORD_FILE"]].rstrip("\n")
         port = self.local[(name, container["ports"][0]["containerPort"])]
         initdb = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parent.parent.name))
         if not initdb:
@@ -886,17 +949,22 @@ class Stack:
         )
         if initdb.returncode != 0:
             raise SystemExit(f"crosscheck: initdb failed: {(initdb.stdout + initdb.stderr)[-1500:]}")
-        started = subprocess.run(
-            as_postgres(
-                [str(self.pg_bin / "pg_ctl"), "-D", str(pg), "-l", str(pg / "log"), "-w", "start",
-                 "-o", f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1"]
-            ),
-            capture_output=True,
-            text=True,
-        )
-        if started.returncode != 0:
-            log = (pg / "log").read_text(errors="replace") if (pg / "log").exists() else ""
-            raise SystemExit(f"crosscheck: postgres did not start: {started.stderr.strip()}\n{log[-1500:]}")
+        def pg_ctl(action, listen):
+            done = subprocess.run(
+                as_postgres(
+                    [str(self.pg_bin / "pg_ctl"), "-D", str(pg), "-l", str(pg / "log"), "-w", action,
+                     "-o", f"-p {port} -k {sockets} -c listen_addresses={listen}"]
+                ),
+                capture_output=True,
+                text=True,
+            )
+            if done.returncode != 0:
+                log = (pg / "log").read_text(errors="replace") if (pg / "log").exists() else ""
+                raise SystemExit(f"crosscheck: postgres did not {action}: {done.stderr.strip()}\n{log[-1500:]}")
+
+        # As the image: the set-up on a server only its socket reaches, so
+        # no service connects before its role exists; then on TCP.
+        pg_ctl("start", "''")
         if database != "postgres":
             subprocess.run(
                 as_postgres([str(self.pg_bin / "psql"), "-h", str(sockets), "-p", str(port), "-U", user,
@@ -904,6 +972,17 @@ class Stack:
                 check=True,
                 capture_output=True,
             )
+        # The image's /docker-entrypoint-initdb.d/*.sh, on the socket, with
+        # the container's env (its *_FILE settings as local copies).
+        for path in sorted(p for p in files if p.startswith("/docker-entrypoint-initdb.d/") and p.endswith(".sh")):
+            script_env = {n: (self.local_file(v, files) if v in files else v) for n, v in env.items()}
+            script_env.update(PATH=f"{self.pg_bin}:{os.environ['PATH']}", PGHOST=str(sockets), PGPORT=str(port),
+                              POSTGRES_USER=user, POSTGRES_DB=database)
+            ran = subprocess.run(as_postgres(["bash", self.local_file(path, files)]), env=script_env,
+                                 capture_output=True, text=True)
+            if ran.returncode != 0:
+                raise SystemExit(f"crosscheck: {path} failed: {(ran.stdout + ran.stderr)[-1500:]}")
+        pg_ctl("restart", "127.0.0.1")
 
     def stop(self):
         for name, (process, _) in self.processes.items():
@@ -965,6 +1044,20 @@ def run_stack(check):
         if "postgres" in stores:
             stack.start_postgres(*stores["postgres"])
         started = time.monotonic()
+        for name, inits in sorted(check.inits.items()):
+            for init in inits:
+                label = f"{name}-init-{init['container']['name']}"
+                args = [stack.rewrite(a) for a in init["container"].get("args") or []]
+                process = stack.start(label, [str(init["binary"].path)] + args, stack.app_env(init))
+                try:
+                    status = process.wait(timeout=60)
+                except subprocess.TimeoutExpired:
+                    status = "nothing (still running after 60 s)"
+                if status != 0:
+                    problems.append(f"{name}: init container {init['container']['name']} exited {status}\n    "
+                                    + stack.log_tail(label))
+        if problems:
+            return problems
         for name, app in apps.items():
             ready = app["container"]["readinessProbe"]["httpGet"]["path"]
             port = stack.local[(name, app["port"])]
@@ -1055,6 +1148,13 @@ def containers_of(m, name):
     raise KeyError(name)
 
 
+def workload_pod_of(m, name):
+    for kind, workload, doc, pod in m.workloads():
+        if workload == name:
+            return pod
+    raise KeyError(name)
+
+
 def mutate_env_name(m):
     for e in containers_of(m, "vote")[0]["env"]:
         if e["name"] == "REDIS_URL":
@@ -1115,10 +1215,20 @@ MUTATIONS = [
     ("readiness on /healthz (ready while the stores are down)",
      lambda m: containers_of(m, "vote")[0]["readinessProbe"]["httpGet"].update(path="/healthz"),
      "readiness /healthz answered 200 while Redis and Postgres were down", True),
-    ("the worker's password differs from the database's",
-     lambda m: [(e.pop("valueFrom"), e.update(value="wrong"))
-                for e in containers_of(m, "worker")[0]["env"] if e["name"] == "POSTGRES_PASSWORD"],
+    ("the worker's password differs from its role's",
+     lambda m: [v["secret"]["items"][0].update(key="POSTGRES_RESULT_PASSWORD")
+                for v in workload_pod_of(m, "worker")["spec"]["volumes"] if v["name"] == "worker-password"],
      "password authentication failed", True),
+    ("a password file no volume mounts",
+     lambda m: containers_of(m, "result")[0].pop("volumeMounts"),
+     "POSTGRES_PASSWORD_FILE names /run/secrets/db/POSTGRES_RESULT_PASSWORD, which no Secret", False),
+    ("an init script that is not the project's",
+     lambda m: m.get("ConfigMap", next(n for n in m.by_kind["ConfigMap"] if n.startswith("db-init")))["data"]
+     .update({"postgres-roles.sh": "exit 0\n"}),
+     "is not the project's db/postgres-roles.sh", False),
+    ("the worker's init container does not migrate",
+     lambda m: workload_pod_of(m, "worker")["spec"]["initContainers"][0].update(args=["healthcheck"]),
+     "worker: init container migrate exited", True),
 ]
 
 

@@ -23,6 +23,13 @@ const MIGRATION_LOCK: i64 = 0x766f_7465_7321;
 /// its caller retries later (see [`is_lock_timeout`]).
 const LOCK_TIMEOUT: &str = "250ms";
 
+/// Fails as [`is_not_permitted`] unless the role may create in the schema.
+const MAY_CREATE: &str = "DO $$ BEGIN \
+    IF NOT has_schema_privilege(current_schema(), 'CREATE') THEN \
+        RAISE EXCEPTION 'permission denied for schema %', current_schema() \
+            USING ERRCODE = 'insufficient_privilege'; \
+    END IF; END $$";
+
 /// What [`migrate`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Migration {
@@ -39,6 +46,10 @@ pub async fn migrate(client: &Client) -> Result<Migration, Error> {
     if version(client).await? >= VERSION {
         return Ok(Migration::Current);
     }
+    // A role that may not create in the schema (the services' own, which
+    // wait for `worker migrate`) fails here, in a short statement, rather
+    // than with the whole script in the server's log at every retry.
+    client.batch_execute(MAY_CREATE).await?;
     // A session lock, taken outside the transaction: the transaction that
     // starts once it is held sees the catalog as the last migrator left it.
     client
@@ -101,7 +112,8 @@ pub fn is_lock_timeout(e: &Error) -> bool {
     e.code() == Some(&SqlState::LOCK_NOT_AVAILABLE)
 }
 
-/// The role may not create or change the schema: wait for a service that may.
+/// The role may not create or change the schema: wait for `worker migrate`,
+/// which runs as the schema's owner.
 pub fn is_not_permitted(e: &Error) -> bool {
     e.code() == Some(&SqlState::INSUFFICIENT_PRIVILEGE)
 }

@@ -22,8 +22,8 @@ pub fn explain(e: &Error) -> String {
              it gives up quickly so writers are not held up, and retries"
         }
         SqlState::INSUFFICIENT_PRIVILEGE => {
-            ": this role may not create or upgrade the schema; waiting for a \
-             service that may (the worker)"
+            ": this role may not create or upgrade the schema; waiting for \
+             `worker migrate` (run as the schema's owner)"
         }
         _ => "",
     };

@@ -1,12 +1,16 @@
 //! The whole pipeline in the test process: vote, the worker and result
 //! against real Redis and Postgres servers, each stack on its own Redis
 //! database and Postgres database, each service on a port bound before it
-//! starts. Tests of more than one service use this, not a copy of it.
+//! starts, each connecting to Postgres as its own role (db/postgres-roles.sh),
+//! after `worker migrate` as the owner, as the compose stack runs them.
+//! Tests of more than one service use this, not a copy of it.
 
 pub mod client;
+pub mod roles;
 
 use ballot::{Tally, VoteOptions};
 use clap::Parser;
+pub use roles::Roles;
 use test_servers::{Postgres, Redis, Served};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -16,7 +20,9 @@ pub struct Stack {
     pub vote: String,
     pub result: String,
     pub redis_url: String,
+    /// The superuser's, for checks from outside the services.
     pub database_url: String,
+    pub roles: Roles,
     /// vote and result: they serve while the stack lives.
     _services: Vec<Served>,
     worker: Option<Worker>,
@@ -66,7 +72,7 @@ impl Stack {
     /// Vote, worker and result on `redis_url` and a fresh database.
     pub async fn start_on(redis_url: String) -> Stack {
         let mut stack = Stack::without_worker_on(redis_url).await;
-        stack.worker = Some(Worker::start(&stack.redis_url, &stack.database_url));
+        stack.worker = Some(Worker::start(&stack.redis_url, &stack.roles.worker));
         stack
     }
 
@@ -77,13 +83,16 @@ impl Stack {
 
     pub async fn without_worker_on(redis_url: String) -> Stack {
         let database_url = Postgres::shared().fresh_database();
+        let roles = Roles::apply(&database_url);
+        roles.migrate().await;
         let vote = start_vote(&redis_url, &[]).await;
-        let result = start_result(&database_url, &[]).await;
+        let result = start_result(&roles.result, &[]).await;
         Stack {
             vote: format!("{}/", vote.url()),
             result: format!("{}/", result.url()),
             redis_url,
             database_url,
+            roles,
             _services: vec![vote, result],
             worker: None,
         }

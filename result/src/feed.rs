@@ -132,7 +132,8 @@ async fn follow(
 /// Makes sure of the schema and LISTENs, then re-reads the tally after
 /// every notification (at most once per interval) and every refresh
 /// interval. A current schema is only read: result needs no rights to
-/// change it, and a database without one waits for the worker to create it.
+/// change it (its role, voting_result, may not), and a database without a
+/// current one waits for `worker migrate`, with the outage backoff.
 async fn keep_publishing(
     client: &tokio_postgres::Client,
     options: &VoteOptions,

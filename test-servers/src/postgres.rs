@@ -104,6 +104,11 @@ impl Postgres {
         self.port
     }
 
+    /// Where its tools are (psql, ...): Debian keeps them off PATH.
+    pub fn bin_dir(&self) -> &std::path::Path {
+        &self.bin
+    }
+
     /// URL of the `postgres` database.
     pub fn url(&self) -> String {
         self.db_url("postgres")

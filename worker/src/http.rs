@@ -1,6 +1,6 @@
 //! The worker's small HTTP listener, so it can be watched like the other
 //! services: `/healthz` (the process serves), `/readyz` (Redis and Postgres
-//! both answer now) and `/metrics`.
+//! both answer now, and the schema is current) and `/metrics`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -59,10 +59,17 @@ async fn ping_postgres(config: &tokio_postgres::Config) -> Result<(), String> {
     let ping = async {
         let (client, connection) = config.connect(NoTls).await?;
         tokio::spawn(connection);
-        client.simple_query("SELECT 1").await.map(drop)
+        ballot::schema::version(&client).await
     };
     match timeout(PROBE_TIMEOUT, ping).await {
-        Ok(result) => result.map_err(|e| kit::db_error::explain(&e)),
+        // Not ready to write until the schema is this build's (the worker
+        // itself waits for it; see store.rs).
+        Ok(Ok(version)) if version < ballot::schema::VERSION => Err(format!(
+            "the schema is at version {version}, this worker needs {}: waiting for \
+             `worker migrate`",
+            ballot::schema::VERSION
+        )),
+        Ok(result) => result.map(drop).map_err(|e| kit::db_error::explain(&e)),
         Err(_) => Err(format!("no answer within {PROBE_TIMEOUT:?}")),
     }
 }

@@ -18,11 +18,11 @@ use clap::Parser;
 use kit::settings::{DatabaseArgs, RedisArgs};
 use kit::{db_error, redis_error};
 
-pub use kit::healthcheck::Command;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use ballot::schema::{Migration, VERSION as SCHEMA_VERSION};
 use batch::{Batch, Votes};
 
 use heartbeat::Heartbeat;
@@ -33,6 +33,17 @@ use store::{Failure, Store};
 
 /// How long shutdown waits for a commit already under way.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+
+/// The worker's subcommands; without one it works.
+#[derive(clap::Subcommand, Clone, Debug)]
+pub enum Command {
+    #[command(flatten)]
+    Kit(kit::healthcheck::Command),
+    /// Create or upgrade the schema, then exit 0. Run it with the schema
+    /// owner's credentials (the role voting_owner) before the workers, which
+    /// connect as a role that may write rows but not change tables.
+    Migrate,
+}
 
 /// Settings, each an environment variable and a `--flag`.
 #[derive(Parser, Clone, Debug)]
@@ -80,6 +91,42 @@ impl Config {
             "--port",
             "0",
         ])
+    }
+}
+
+/// `worker migrate`: brings the schema to this build's version and returns.
+/// Waits out outages and other sessions' locks (in a swarm it may start
+/// before Postgres); a role that may not change the schema can never
+/// work, so it stops with one line naming DATABASE_URL.
+pub async fn migrate(config: Config, shutdown: CancellationToken) -> Result<(), Stopped> {
+    let postgres = Outage::new("postgres");
+    loop {
+        let e = match store::migrate(config.database.pg_config()).await {
+            Ok(Migration::Current) => {
+                info!(version = SCHEMA_VERSION, "schema already current");
+                return Ok(());
+            }
+            Ok(Migration::Upgraded { from }) => {
+                info!(from, to = SCHEMA_VERSION, "schema upgraded");
+                return Ok(());
+            }
+            Err(e) => e,
+        };
+        if let Some(line) = db_error::unusable_setting(&e) {
+            return Err(Stopped::Unusable(line));
+        }
+        if ballot::schema::is_not_permitted(&e) {
+            return Err(Stopped::Unusable(format!(
+                "DATABASE_URL cannot work for `worker migrate`: {}; connect as the \
+                 schema's owner (voting_owner)",
+                e.as_db_error()
+                    .map_or_else(|| e.to_string(), |db| db.message().to_string())
+            )));
+        }
+        if !postgres.wait(&db_error::explain(&e), &shutdown).await {
+            info!("shut down before the schema was migrated");
+            return Ok(());
+        }
     }
 }
 

@@ -30,6 +30,25 @@ pub enum Failure {
     Outage(tokio_postgres::Error),
 }
 
+/// Connects once and creates or upgrades the schema (`worker migrate`).
+pub async fn migrate(
+    mut config: tokio_postgres::Config,
+) -> Result<Migration, tokio_postgres::Error> {
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(Duration::from_secs(5));
+    }
+    let (client, connection) = config.connect(NoTls).await?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            debug!(error = %e, "postgres connection ended");
+        }
+    });
+    client
+        .batch_execute("SET client_min_messages = warning")
+        .await?;
+    ballot::schema::migrate(&client).await
+}
+
 pub struct Store {
     config: tokio_postgres::Config,
     connected: Option<(Client, Statement)>,
@@ -64,6 +83,9 @@ impl Store {
             .await?;
         // Every (re)connect: the database may be new since the last one.
         // A current schema costs a read and locks nothing writers wait on.
+        // Connected as voting_worker, which may not change tables, an old
+        // or missing schema fails here as not permitted: the worker waits
+        // (not ready) until `worker migrate` has run as the owner.
         if let Migration::Upgraded { from } = ballot::schema::migrate(&client).await? {
             info!(from, to = ballot::schema::VERSION, "schema upgraded");
         }
