@@ -4,7 +4,9 @@
 
 mod support;
 
+use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use support::*;
@@ -13,26 +15,47 @@ use test_servers::{free_port, Postgres, Redis};
 const WORKER: &str = env!("CARGO_BIN_EXE_worker");
 
 /// The worker binary on `port`, killed when dropped.
-struct Worker(Child);
+struct Worker {
+    child: Child,
+    /// Its warnings and errors so far, one line each.
+    log: Arc<Mutex<Vec<String>>>,
+}
 
 impl Worker {
     fn start(redis_url: &str, database_url: &str, port: u16) -> Worker {
-        let child = Command::new(WORKER)
+        let mut child = Command::new(WORKER)
             .env("REDIS_URL", redis_url)
             .env("DATABASE_URL", database_url)
             .env("PORT", port.to_string())
-            .env("RUST_LOG", "error")
+            .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        Worker(child)
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let stderr = child.stderr.take().unwrap();
+        let lines = Arc::clone(&log);
+        // Shown with the test's output, as if the binary wrote it there.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("{line}");
+                lines.lock().unwrap().push(line);
+            }
+        });
+        Worker { child, log }
+    }
+
+    /// The lines of its log that contain `text`.
+    fn logged(&self, text: &str) -> Vec<String> {
+        let log = self.log.lock().unwrap();
+        log.iter().filter(|l| l.contains(text)).cloned().collect()
     }
 }
 
 impl Drop for Worker {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -89,7 +112,7 @@ async fn ready_only_while_redis_and_postgres_answer() {
     let redis = Redis::start();
     let pg = Postgres::start();
     let port = free_port();
-    let _worker = Worker::start(&redis.url(), &pg.url(), port);
+    let worker = Worker::start(&redis.url(), &pg.url(), port);
     wait_for(port, "/readyz", 200).await;
     assert_eq!(get(port, "/healthz").await.unwrap().0, 200);
 
@@ -99,8 +122,15 @@ async fn ready_only_while_redis_and_postgres_answer() {
     })
     .await
     .unwrap();
-    let body = wait_for(port, "/readyz", 503).await;
-    assert!(body.contains("redis"), "{body}");
+    // The body says only "not ready" (anyone who reaches the port may
+    // ask); why is in the log, once however often it is asked.
+    assert_eq!(wait_for(port, "/readyz", 503).await, "not ready\n");
+    for _ in 0..3 {
+        assert_eq!(get(port, "/readyz").await.unwrap().0, 503);
+    }
+    let why = worker.logged("not ready:");
+    assert_eq!(why.len(), 1, "{why:#?}");
+    assert!(why[0].contains("not ready: redis: "), "{why:#?}");
     assert_eq!(get(port, "/healthz").await.unwrap().0, 200);
     let (redis, pg) = tokio::task::spawn_blocking(move || {
         redis.resume();
@@ -109,11 +139,11 @@ async fn ready_only_while_redis_and_postgres_answer() {
     })
     .await
     .unwrap();
-    let body = wait_for(port, "/readyz", 503).await;
-    assert!(
-        body.contains("postgres") && !body.contains("redis"),
-        "{body}"
-    );
+    assert_eq!(wait_for(port, "/readyz", 503).await, "not ready\n");
+    let why = worker.logged("not ready:");
+    assert_eq!(why.len(), 2, "{why:#?}");
+    assert!(why[1].contains("not ready: postgres: "), "{why:#?}");
+    assert!(!why[1].contains("redis"), "{why:#?}");
     let _servers = tokio::task::spawn_blocking(move || {
         pg.resume();
         (redis, pg)
