@@ -39,7 +39,8 @@ init_servers edge-races
 start_redis
 
 # The edge configuration with fixed replicas on loopback instead of Docker's
-# DNS, and its ports moved to free ones: EDGE_PORT (vote's), VOTE_PORTS.
+# DNS, and its ports moved to free ones: EDGE_PORT (vote's), VOTE_PORTS;
+# without the in-stack ports (5080, 5081).
 loopback_config() { # loopback_config IN OUT
 	python3 - "$1" "$2" "$EDGE_PORT" "$RESULT_PORT" "$STATS_PORT" "${VOTE_PORTS[@]}" <<'EOF'
 import re, sys
@@ -53,6 +54,7 @@ cfg = re.sub(r"    server-template result [^\n]*\n", "", cfg)
 cfg = cfg.replace("bind :5000", f"bind 127.0.0.1:{edge}")
 cfg = cfg.replace("bind :5001", f"bind 127.0.0.1:{result}")
 cfg = cfg.replace("bind :8404", f"bind 127.0.0.1:{stats}")
+cfg = re.sub(r"    bind :508[01] [^\n]*\n", "", cfg)
 cfg = cfg.replace("log stdout format raw local0", "log stderr format raw local0")
 open(dst, "w").write(cfg)
 EOF
@@ -118,7 +120,9 @@ for config in "${configs[@]}"; do
 		exit 1
 	}
 	start_votes
-	start_service haproxy "$TMP/haproxy.log" haproxy -f "$TMP/haproxy.cfg"
+	# Every client here is 127.0.0.1: no per-client limit (the races
+	# measured are between the edge and the replicas).
+	start_service haproxy "$TMP/haproxy.log" env EDGE_RATE_LIMIT=1000000000 haproxy -f "$TMP/haproxy.cfg"
 	edge_pid=$STARTED_PID
 	edge_ready
 	echo "== $config: idle ($RUNS runs: burst, just under 10 s quiet, burst)"

@@ -25,6 +25,10 @@ REPLICAS=${REPLICAS:-1}
 export COMPOSE_PROJECT_NAME=${COMPOSE_PROJECT_NAME:-voting-bench-edge}
 # Nothing here goes through the host's ports: let Docker pick free ones.
 export VOTE_PORT=${VOTE_PORT:-0} RESULT_PORT=${RESULT_PORT:-0}
+# The one seed container is one client address: the edge's per-client
+# limit is raised out of the way, so what is measured is the public port
+# with its per-client count (a table lookup per request), not refusals.
+export EDGE_RATE_LIMIT=${EDGE_RATE_LIMIT:-1000000000}
 
 if docker compose version >/dev/null 2>&1; then
 	COMPOSE=(docker compose)

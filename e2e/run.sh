@@ -16,6 +16,11 @@ HEALTHY_WITHIN=300
 CONVERGE_WITHIN=180
 # Prometheus (profile monitoring), as published; the check tool reads it.
 export PROMETHEUS_URL=http://127.0.0.1:${PROMETHEUS_PORT:-9090}
+# The edge's limit per client address (requests per 10 s). Every check
+# from the host reaches the edge from one address (the Docker network's
+# gateway), and together they send up to about 1,000 requests in 10 s (the
+# half-open connections' phase); above that, the limit's own phase floods.
+export EDGE_RATE_LIMIT=2000
 
 E2E_NAME=e2e
 # shellcheck source=e2e/lib.sh
@@ -119,6 +124,14 @@ published=$(docker ps --filter "label=com.docker.compose.project=$COMPOSE_PROJEC
     --format '{{.Label "com.docker.compose.service"}} {{.Ports}}' | grep -- '->' | cut -d' ' -f1 | sort -u | xargs)
 [[ $published == "edge prometheus" ]] ||
     fail "only the edge and prometheus should publish ports; these do: $published"
+# Prometheus has no login: on the host's loopback only (MONITORING_BIND).
+prometheus_bound=$(docker port "$(container prometheus)" 9090/tcp | xargs)
+[[ $prometheus_bound == "127.0.0.1:${PROMETHEUS_PORT:-9090}" ]] ||
+    fail "Prometheus should be published on 127.0.0.1 only, not on $prometheus_bound"
+echo "published: the edge on every interface, Prometheus on $prometheus_bound"
+
+phase "the edge: public routes only (/metrics, /readyz... 404)"
+check public-routes
 
 phase "database roles: each service as its own, none as the superuser"
 # migrate ran once as the owner and exited 0; the worker, result replicas
@@ -199,6 +212,17 @@ echo "every vote replica's connections from the edge closed with their clients'"
 phase "results page in Chromium, live through the edge"
 check browser-live --more 9
 
+phase "a per-client limit at the edge: one address floods, another votes"
+# Two client addresses from the host: its addresses on the two networks
+# (the gateways), reaching the edge's public ports at its address on each.
+edge_front=$(address "$(container edge)" front-tier)
+edge_back=$(address "$(container edge)" back-tier)
+"$E2E" --timeout "$CONVERGE_WITHIN" --vote-url "http://$edge_back:5000" --result-url "http://$edge_back:5001" \
+    rate-limit --limit "$EDGE_RATE_LIMIT" --max-requests $((EDGE_RATE_LIMIT * 10)) --flood-url "http://$edge_front:5000"
+# Prometheus scrapes the replicas on the back tier, past the edge.
+check targets-up --expect vote=$VOTE_REPLICAS --expect result=$RESULT_REPLICAS --expect worker=1 \
+    --expect edge=1 --expect redis=1 --expect postgres=1 --expect prometheus=1
+
 phase "monitoring: every Grafana dashboard query returns data"
 # A rate needs two scrapes of a series that moved in between: waits for them.
 check_within 60 panels-have-data --dashboard monitoring/grafana/dashboards/voting.json --range 600
@@ -213,8 +237,8 @@ seed_in_background() {
     local first=$1 sent
     shift
     sent=$(check traffic --stats "$STATS")
-    seed_run=$(compose run -d --no-deps seed --verify=http://edge:5001 \
-        --timeout="${CONVERGE_WITHIN}s" "$@" http://edge:5000/)
+    seed_run=$(compose run -d --no-deps seed --verify=http://edge:5081 \
+        --timeout="${CONVERGE_WITHIN}s" "$@" http://edge:5080/)
     check wait-traffic --stats "$STATS" --above $((sent + first)) >/dev/null
     [[ $(docker inspect -f '{{.State.Status}}' "$seed_run") == running ]] ||
         fail "the seed run ended before the step it loads"

@@ -4,6 +4,8 @@ the project itself, not only against the schemas:
 
 static, from the manifests, the binaries' --help, the Dockerfile,
 docker-compose.yml and .github/workflows/images.yml:
+  - an Ingress routes no internal path (/metrics, a probe's or the
+    Prometheus annotation's path) of the Service's pods;
   - every container: runAsNonRoot, readOnlyRootFilesystem, drop ALL, no
     privilege escalation, seccomp RuntimeDefault; cpu and memory requests and
     limits; Deployments and StatefulSets have liveness and readiness probes
@@ -366,6 +368,18 @@ def probe_budget(probe, default_period=10, default_failures=3):
     )
 
 
+def routes(ingress_path, path):
+    """Whether an Ingress path (Exact, Prefix, or ImplementationSpecific,
+    taken as a prefix) sends requests for `path` to its backend."""
+    route = ingress_path["path"]
+    if ingress_path["pathType"] == "Exact":
+        return path == route
+    # Prefix matches whole path elements: "/" matches everything, "/api"
+    # matches /api and /api/tally, not /apis.
+    prefix = route.rstrip("/")
+    return path == prefix or path.startswith(prefix + "/")
+
+
 def matches(selector, labels):
     if selector.get("matchExpressions"):
         raise ValueError("matchExpressions")
@@ -571,8 +585,31 @@ class Check:
             for rule in ingress["spec"].get("rules") or []:
                 for path in rule["http"]["paths"]:
                     backend = path["backend"]["service"]
-                    if self.service_target(backend["name"], backend["port"].get("number") or backend["port"].get("name")) is None:
+                    target = self.service_target(backend["name"], backend["port"].get("number") or backend["port"].get("name"))
+                    if target is None:
                         self.fail(f"Ingress {name}: {path['path']} goes to {backend['name']}:{backend['port']}, no such Service port")
+                        continue
+                    for internal in sorted(self.internal_paths(target[0])):
+                        if routes(path, internal):
+                            self.fail(
+                                f"Ingress {name}: {path['path']} ({path['pathType']}) routes {internal} of "
+                                f"{target[0]} to the public; route only the public paths"
+                            )
+
+    def internal_paths(self, workload):
+        """Paths of a workload that only the cluster may ask: /metrics (every
+        service serves it), its probes' and its Prometheus annotation's."""
+        pod = self.workload_pod(workload)
+        paths = {"/metrics"}
+        for c in pod["spec"]["containers"]:
+            for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+                http = (c.get(probe) or {}).get("httpGet")
+                if http:
+                    paths.add(http.get("path", "/"))
+        annotations = pod["metadata"].get("annotations") or {}
+        if annotations.get("prometheus.io/scrape") == "true":
+            paths.add(annotations.get("prometheus.io/path", "/metrics"))
+        return paths
 
     def service_target(self, service_name, port):
         """(workload, container port) a Service port leads to, or None."""
@@ -1173,6 +1210,22 @@ def mutate_redis_image(m):
     containers_of(m, "redis")[0]["image"] = "redis:6"
 
 
+def mutate_catch_all_ingress(m):
+    """An Ingress that sends every path of vote's host to vote, as the prod
+    overlay did before it listed the public paths."""
+    m.docs.append({
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "Ingress",
+        "metadata": {"name": "catch-all"},
+        "spec": {"rules": [{"host": "vote.example.com", "http": {"paths": [{
+            "path": "/",
+            "pathType": "Prefix",
+            "backend": {"service": {"name": "vote", "port": {"name": "http"}}},
+        }]}}]},
+    })
+    m.load_index()
+
+
 # (what, change, a phrase the report must contain, needs the binaries running)
 MUTATIONS = [
     ("liveness probe on a wrong port",
@@ -1197,6 +1250,8 @@ MUTATIONS = [
      "--vote is no flag of seed", False),
     ("an image compose does not build", mutate_compose_image, "no compose service ballot-box builds it", False),
     ("a Redis image other than compose's", mutate_redis_image, "but compose runs redis:7-bookworm", False),
+    ("an Ingress routing / as a prefix (/metrics public)", mutate_catch_all_ingress,
+     "Ingress catch-all: / (Prefix) routes /metrics of vote to the public", False),
     ("vote may send anywhere", mutate_vote_egress, "vote may reach result:5001, though no setting", False),
     ("the db policy lets vote in",
      lambda m: m.get("NetworkPolicy", "db")["spec"]["ingress"][0]["from"].append(

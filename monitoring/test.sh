@@ -13,6 +13,10 @@
 #    variables filled in as e2e does), and every panel has one.
 # 5. The console template renders: a throwaway Prometheus serves
 #    /consoles/voting.html (no data: nothing to scrape here).
+# 6. docker-compose.yml publishes Prometheus and Grafana on the host's
+#    loopback unless MONITORING_BIND says otherwise, and Grafana lets nobody
+#    in without logging in, admin's password from a secret file (Grafana's
+#    image is not available here, so this is checked on the file).
 # Whether each dashboard query returns data is checked by e2e/run.sh against
 # the live stack.
 set -euo pipefail
@@ -121,5 +125,29 @@ if command -v prometheus >/dev/null; then
 else
     echo "skipped: no prometheus binary (apt-get install prometheus)"
 fi
+
+echo "--- the compose profile: loopback only, Grafana behind its login"
+python3 - ../docker-compose.yml <<'EOF'
+import sys, yaml
+services = yaml.safe_load(open(sys.argv[1]))["services"]
+problems = []
+for name, port in (("prometheus", "${PROMETHEUS_PORT:-9090}:9090"), ("grafana", "${GRAFANA_PORT:-3000}:3000")):
+    ports = services[name].get("ports", [])
+    if ports != [f"${{MONITORING_BIND:-127.0.0.1}}:{port}"]:
+        problems.append(f"{name} is published as {ports}, not on ${{MONITORING_BIND:-127.0.0.1}} only")
+grafana = services["grafana"]
+env = grafana.get("environment", {})
+if str(env.get("GF_AUTH_ANONYMOUS_ENABLED")).lower() != "false":
+    problems.append(f"Grafana's anonymous access is {env.get('GF_AUTH_ANONYMOUS_ENABLED')!r}, not off")
+if "GF_SECURITY_ADMIN_PASSWORD" in env:
+    problems.append("Grafana's admin password is in its environment (a default, and shown by docker inspect)")
+password_file = env.get("GF_SECURITY_ADMIN_PASSWORD__FILE", "")
+secrets = [s if isinstance(s, str) else s["source"] for s in grafana.get("secrets", [])]
+if not any(password_file == f"/run/secrets/{s}" for s in secrets):
+    problems.append(f"Grafana's GF_SECURITY_ADMIN_PASSWORD__FILE ({password_file!r}) is none of its secrets {secrets}")
+if problems:
+    sys.exit("monitoring/test.sh: FAILED: " + "; ".join(problems))
+print("ok: Prometheus and Grafana on ${MONITORING_BIND:-127.0.0.1}; Grafana: no anonymous access, admin's password from a secret")
+EOF
 
 echo "monitoring/test.sh: all checks passed"

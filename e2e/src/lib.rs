@@ -6,6 +6,7 @@
 mod browser;
 pub mod edge;
 pub mod monitoring;
+mod public;
 mod slow_clients;
 mod stack;
 mod websocket;
@@ -164,6 +165,28 @@ pub enum Check {
     BrowserLive {
         #[arg(long, default_value = "9")]
         more: u32,
+    },
+    /// Through the edge, every public path of vote and result answers and
+    /// every internal one (/metrics, /readyz...) gets the edge's 404.
+    PublicRoutes,
+    /// One client address floods FLOOD_URL (vote through the edge) with
+    /// ballots: past LIMIT it must get 429s with Retry-After, while the
+    /// vote URL (the edge from another address) answers every one of
+    /// BYSTANDER_VOTES ballots 200; every 200 is counted, and the flooder
+    /// is served again once it stops.
+    RateLimit {
+        #[arg(long)]
+        flood_url: String,
+        /// The edge's EDGE_RATE_LIMIT (requests per address per 10 s).
+        #[arg(long)]
+        limit: u64,
+        /// The most ballots the flood sends.
+        #[arg(long, default_value = "20000", value_parser = clap::value_parser!(u64).range(1..=100_000))]
+        max_requests: u64,
+        #[arg(long, default_value = "32", value_parser = clap::value_parser!(u16).range(1..=256))]
+        concurrency: u16,
+        #[arg(long, default_value = "20")]
+        bystander_votes: u32,
     },
     /// The monitoring profile, through Prometheus.
     #[command(flatten)]
@@ -331,6 +354,37 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 report.votes,
                 report.shown_after.as_secs_f64(),
                 report.voted_on
+            );
+        }
+        Check::PublicRoutes => println!("{}", public::routes(&stack).await?),
+        Check::RateLimit {
+            flood_url,
+            limit,
+            max_requests,
+            concurrency,
+            bystander_votes,
+        } => {
+            let report = public::rate_limit(
+                &stack,
+                &flood_url,
+                limit,
+                max_requests,
+                usize::from(concurrency),
+                bystander_votes,
+                cli.timeout,
+            )
+            .await?;
+            println!(
+                "one address sent {} ballots: {} answered 200 (limit {limit} per 10 s), {} \
+                 answered 429 (Retry-After: {}); meanwhile all {} from another address \
+                 answered 200; every 200 counted; the flooder was served again {:.0} s after \
+                 it stopped",
+                report.sent,
+                report.accepted,
+                report.limited,
+                report.retry_after,
+                report.bystander_votes,
+                report.lifted_after.as_secs_f64()
             );
         }
         Check::Monitoring(check) => monitoring::run(check, cli.timeout).await?,

@@ -60,6 +60,7 @@ struct App {
     sockets: TaskTracker,
     /// Cancelled once shutting down: `/readyz` answers 503 from then on.
     draining: CancellationToken,
+    readiness: kit::http::Readiness,
     /// Cancelled when the server stops: every websocket says goodbye.
     stop: CancellationToken,
 }
@@ -86,6 +87,7 @@ pub async fn serve_on(listener: TcpListener, config: Config) -> Result<(), Stopp
         options: options.clone(),
         sockets: TaskTracker::new(),
         draining: shutdown.draining,
+        readiness: kit::http::Readiness::default(),
         stop: shutdown.stop.clone(),
     });
     tracing::info!("serving on {}", listener.local_addr()?);

@@ -11,7 +11,7 @@ use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
-use kit::http::{not_found, Readiness, Routes};
+use kit::http::{not_found, Routes};
 
 use crate::feed::Published;
 use crate::page::ResultsPage;
@@ -88,14 +88,15 @@ async fn socket(
 
 /// Ready: 200 only while Postgres answers, and not once shutting down, so
 /// that the edge sends no new client here.
-async fn readyz(State(app): State<Arc<App>>) -> Readiness {
-    if app.draining.is_cancelled() {
-        return Readiness(Err("shutting down".into()));
-    }
-    Readiness(match current(&app) {
-        Some(_) => Ok(()),
-        None => Err("database unavailable".into()),
-    })
+async fn readyz(State(app): State<Arc<App>>) -> Response {
+    let now = if app.draining.is_cancelled() {
+        Err("shutting down".into())
+    } else if current(&app).is_none() {
+        Err("database unavailable".into())
+    } else {
+        Ok(())
+    };
+    app.readiness.answer(now)
 }
 
 /// The latest tally, if Postgres answers.

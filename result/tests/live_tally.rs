@@ -412,7 +412,8 @@ async fn on_sigterm_it_is_not_ready_but_serves_for_the_drain_then_exits() {
     let readyz = reqwest::get(format!("http://127.0.0.1:{}/readyz", result.port))
         .await
         .unwrap();
-    assert_eq!(readyz.text().await.unwrap(), "not ready: shutting down\n");
+    // Why, only in the log: the body is for anyone who asks.
+    assert_eq!(readyz.text().await.unwrap(), "not ready\n");
     // Still serving: the tally, new sockets, and changes to open ones.
     assert_eq!(
         get_text(result.port, "/api/tally").await,
@@ -447,4 +448,12 @@ async fn on_sigterm_it_is_not_ready_but_serves_for_the_drain_then_exits() {
     );
     let status = result.exit_within(PATIENCE).await;
     assert_eq!(status.and_then(|s| s.code()), Some(0));
+    // /readyz was asked many times while draining: logged once.
+    let log = result.log();
+    let not_ready: Vec<&String> = log.iter().filter(|l| l.contains("not ready:")).collect();
+    assert_eq!(not_ready.len(), 1, "{log:#?}");
+    assert!(
+        not_ready[0].contains("not ready: shutting down"),
+        "{log:#?}"
+    );
 }

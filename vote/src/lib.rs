@@ -88,6 +88,7 @@ pub struct App {
     outcomes: routes::Outcomes,
     /// Cancelled once shutting down: `/readyz` answers 503 from then on.
     draining: CancellationToken,
+    readiness: kit::http::Readiness,
 }
 
 impl App {
@@ -113,6 +114,7 @@ impl App {
             choice_cookies,
             outcomes: routes::Outcomes::register(),
             draining,
+            readiness: kit::http::Readiness::default(),
         }
     }
 

@@ -6,7 +6,7 @@ use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, SET_COOKIE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use bytes::Bytes;
-use kit::http::{Readiness, Routes};
+use kit::http::Routes;
 
 use ::metrics::Counter;
 
@@ -149,11 +149,13 @@ fn answer(status: StatusCode, page: Bytes, cookies: [Option<HeaderValue>; 2]) ->
 
 /// Ready: answers 200 only while Redis does, so no votes are sent here in
 /// vain, and not once shutting down, so the edge stops sending any.
-async fn readyz(State(app): State<Arc<App>>) -> Readiness {
-    if app.draining.is_cancelled() {
-        return Readiness(Err("shutting down".into()));
-    }
-    Readiness(app.ballot_box.ping().await.map_err(|e| e.to_string()))
+async fn readyz(State(app): State<Arc<App>>) -> Response {
+    let now = if app.draining.is_cancelled() {
+        Err("shutting down".into())
+    } else {
+        app.ballot_box.ping().await.map_err(|e| e.to_string())
+    };
+    app.readiness.answer(now)
 }
 
 /// A file compiled into the binary, so the image needs nothing beside it.

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
+use axum::response::Response;
 use kit::http::{not_found, App, Readiness, Routes};
 use tokio::time::timeout;
 use tokio_postgres::NoTls;
@@ -22,22 +23,33 @@ pub struct Probe {
     pub bad_keys: Arc<crate::BadKeys>,
 }
 
-pub fn app(probe: Probe) -> App {
-    Routes::new()
-        .get("readyz", "/readyz", readyz)
-        .finish(Arc::new(probe), "worker", not_found)
+/// The listener's state: the probe, and what `/readyz` last logged.
+struct Ready {
+    probe: Probe,
+    readiness: Readiness,
 }
 
-async fn readyz(State(probe): State<Arc<Probe>>) -> Readiness {
+pub fn app(probe: Probe) -> App {
+    let ready = Ready {
+        probe,
+        readiness: Readiness::default(),
+    };
+    Routes::new()
+        .get("readyz", "/readyz", readyz)
+        .finish(Arc::new(ready), "worker", not_found)
+}
+
+async fn readyz(State(ready): State<Arc<Ready>>) -> Response {
+    let probe = &ready.probe;
     let (redis, postgres) = tokio::join!(ping_redis(&probe.redis), ping_postgres(&probe.database));
     let mut down: Vec<String> = [("redis", redis), ("postgres", postgres)]
         .into_iter()
         .filter_map(|(name, r)| r.err().map(|e| format!("{name}: {e}")))
         .collect();
     if probe.bad_keys.any() {
-        down.push("a redis key is unusable (the log names it)".into());
+        down.push("a redis key is unusable (logged above)".into());
     }
-    Readiness(if down.is_empty() {
+    ready.readiness.answer(if down.is_empty() {
         Ok(())
     } else {
         Err(down.join("; "))

@@ -40,7 +40,7 @@ async fn ready_only_while_redis_and_postgres_answer() {
     let redis = Redis::start();
     let pg = Postgres::start();
     let port = free_port();
-    let _worker = Worker::start(&redis.url(), &pg.url(), port);
+    let worker = Worker::start(&redis.url(), &pg.url(), port);
     wait_for(port, "/readyz", 200).await;
     assert_eq!(get(port, "/healthz").await.unwrap().0, 200);
 
@@ -50,8 +50,15 @@ async fn ready_only_while_redis_and_postgres_answer() {
     })
     .await
     .unwrap();
-    let body = wait_for(port, "/readyz", 503).await;
-    assert!(body.contains("redis"), "{body}");
+    // The body says only "not ready" (anyone who reaches the port may
+    // ask); why is in the log, once however often it is asked.
+    assert_eq!(wait_for(port, "/readyz", 503).await, "not ready\n");
+    for _ in 0..3 {
+        assert_eq!(get(port, "/readyz").await.unwrap().0, 503);
+    }
+    let why = worker.logged("not ready:");
+    assert_eq!(why.len(), 1, "{why:#?}");
+    assert!(why[0].contains("not ready: redis: "), "{why:#?}");
     assert_eq!(get(port, "/healthz").await.unwrap().0, 200);
     let (redis, pg) = tokio::task::spawn_blocking(move || {
         redis.resume();
@@ -60,11 +67,11 @@ async fn ready_only_while_redis_and_postgres_answer() {
     })
     .await
     .unwrap();
-    let body = wait_for(port, "/readyz", 503).await;
-    assert!(
-        body.contains("postgres") && !body.contains("redis"),
-        "{body}"
-    );
+    assert_eq!(wait_for(port, "/readyz", 503).await, "not ready\n");
+    let why = worker.logged("not ready:");
+    assert_eq!(why.len(), 2, "{why:#?}");
+    assert!(why[1].contains("not ready: postgres: "), "{why:#?}");
+    assert!(!why[1].contains("redis"), "{why:#?}");
     let _servers = tokio::task::spawn_blocking(move || {
         pg.resume();
         (redis, pg)

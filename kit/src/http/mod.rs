@@ -7,6 +7,8 @@ mod headers;
 mod server;
 mod timing;
 
+use std::sync::Mutex;
+
 use axum::handler::Handler;
 use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderValue, Method, StatusCode};
@@ -143,18 +145,35 @@ pub async fn not_found() -> (StatusCode, &'static str) {
     (StatusCode::NOT_FOUND, "not found\n")
 }
 
-/// A `/readyz` answer: 200 `ready`, or 503 `not ready: <why>`.
-pub struct Readiness(pub Result<(), String>);
+/// A service's `/readyz`: 200 `ready` or 503 `not ready`, and nothing
+/// more, since anyone who reaches the service may ask (an error text can
+/// name hosts, users, versions). Why it is not ready goes to the log
+/// instead: one line each time the reason changes and one when it is ready
+/// again, not one per request (the edge asks every 0.5-2 s).
+#[derive(Default)]
+pub struct Readiness {
+    /// Why it was not ready at the last answer; `None` while ready.
+    why_not: Mutex<Option<String>>,
+}
 
-impl IntoResponse for Readiness {
-    fn into_response(self) -> Response {
-        match self.0 {
-            Ok(()) => (StatusCode::OK, "ready\n".to_string()).into_response(),
-            Err(why) => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("not ready: {why}\n"),
-            )
-                .into_response(),
+impl Readiness {
+    /// The answer for the state `now` (`Err` says why it is not ready).
+    pub fn answer(&self, now: Result<(), String>) -> Response {
+        let mut last = self.why_not.lock().unwrap_or_else(|p| p.into_inner());
+        match now {
+            Ok(()) => {
+                if last.take().is_some() {
+                    tracing::info!("ready");
+                }
+                (StatusCode::OK, "ready\n").into_response()
+            }
+            Err(why) => {
+                if last.as_deref() != Some(why.as_str()) {
+                    tracing::warn!("not ready: {why}");
+                    *last = Some(why);
+                }
+                (StatusCode::SERVICE_UNAVAILABLE, "not ready\n").into_response()
+            }
         }
     }
 }

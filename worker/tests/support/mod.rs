@@ -256,6 +256,15 @@ impl Worker {
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.log.path()).unwrap()
     }
+
+    /// The lines of its log so far that contain `text`.
+    pub fn logged(&self, text: &str) -> Vec<String> {
+        let log = self.log();
+        log.lines()
+            .filter(|line| line.contains(text))
+            .map(String::from)
+            .collect()
+    }
 }
 
 impl Drop for Worker {
