@@ -21,7 +21,11 @@ const SLACK_KIB: u64 = 2 * 1024;
 #[tokio::test]
 async fn memory_floods_of_connections_took_comes_back_once_they_close() {
     // This test holds the floods' sockets itself.
-    kit::limits::raise_open_files().expect("raise this test's own open-file limit");
+    let (_, hard) = kit::limits::raise_open_files().expect("raise this test's own limit");
+    assert!(
+        hard >= 2_100,
+        "needs a hard open-file limit of at least 2,100 (ulimit -Hn), not {hard}"
+    );
     let result = ResultProcess::start(&Postgres::shared().fresh_database(), |_| {}).await;
     let (pid, port) = (result.pid(), result.port);
     let rss = tokio::task::spawn_blocking(move || {

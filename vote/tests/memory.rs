@@ -22,7 +22,11 @@ const SLACK_KIB: u64 = 4 * 1024;
 #[test]
 fn memory_a_flood_of_connections_took_comes_back_once_they_close() {
     // This test holds the flood's sockets itself.
-    kit::limits::raise_open_files().expect("raise this test's own open-file limit");
+    let (_, hard) = kit::limits::raise_open_files().expect("raise this test's own limit");
+    assert!(
+        hard >= 2_100,
+        "needs a hard open-file limit of at least 2,100 (ulimit -Hn), not {hard}"
+    );
     let port = free_port();
     let vote = Running::start(
         vote_command(&[], port, &Redis::shared().fresh_db_url()),
