@@ -7,6 +7,7 @@ pub mod db_error;
 pub mod healthcheck;
 pub mod http;
 pub mod limits;
+pub mod memory;
 pub mod metrics;
 pub mod outage;
 pub mod redis_error;

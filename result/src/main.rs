@@ -2,8 +2,9 @@ use std::process::ExitCode;
 
 use result::{Command, Config};
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
+    // Before the runtime starts its threads (see kit::memory).
+    kit::memory::one_heap();
     let config: Config = kit::settings::parse();
     if let Some(Command::Healthcheck) = config.command {
         return kit::healthcheck::probe(config.port);
@@ -13,5 +14,9 @@ async fn main() -> ExitCode {
     // Each websocket client holds a file descriptor for as long as it
     // watches: allow as many as the system does.
     kit::limits::raise_open_files_logged();
-    kit::exit_status("result", log_format, result::serve(config).await)
+    let stopped = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime.block_on(result::serve(config)),
+        Err(e) => Err(e.into()),
+    };
+    kit::exit_status("result", log_format, stopped)
 }

@@ -66,3 +66,51 @@ pub fn open_files(pid: u32) -> usize {
         .map(|fds| fds.count())
         .unwrap_or(0)
 }
+
+/// The resident memory (KiB) of the service `pid` around floods of
+/// half-open connections: see [`rss_around_floods`].
+#[derive(Debug)]
+pub struct FloodRss {
+    /// Before the first flood.
+    pub before: u64,
+    /// The most it ever held (VmHWM), during the floods.
+    pub peak: u64,
+    /// After the last flood: as soon as it is at most `before + slack`,
+    /// else when the wait for that ran out.
+    pub after: u64,
+}
+
+/// `floods` floods, one after another, of `connections` connections to
+/// `port` that each send `head` and nothing more, closed by this side once
+/// the service `pid` holds them all (or after 10 s); then up to `within` for
+/// the service's RSS to come back to at most `slack` KiB above its start.
+pub fn rss_around_floods(
+    pid: u32,
+    port: u16,
+    (floods, connections): (usize, usize),
+    head: &[u8],
+    (within, slack): (Duration, u64),
+) -> FloodRss {
+    let rss = || crate::memory_kib(pid, "VmRSS:");
+    let before = rss();
+    let until = |limit: Duration, done: &dyn Fn() -> bool| {
+        let deadline = Instant::now() + limit;
+        while !done() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    for _ in 0..floods {
+        let held = hold_half_open(port, connections, head);
+        until(Duration::from_secs(10), &|| open_files(pid) >= connections);
+        drop(held);
+        until(Duration::from_secs(10), &|| {
+            open_files(pid) < connections / 10
+        });
+    }
+    until(within, &|| rss() <= before + slack);
+    FloodRss {
+        before,
+        peak: crate::memory_kib(pid, "VmHWM:"),
+        after: rss(),
+    }
+}

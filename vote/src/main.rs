@@ -3,6 +3,8 @@ use std::process::ExitCode;
 use vote::{Command, Config};
 
 fn main() -> ExitCode {
+    // Before any thread starts (see kit::memory).
+    kit::memory::one_heap();
     let config: Config = kit::settings::parse();
     if let Some(Command::Healthcheck) = config.command {
         return kit::healthcheck::probe(config.port);

@@ -2,7 +2,7 @@
 //! request head (and the wait for the next one) may take, websocket
 //! upgrades, and a graceful stop.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -10,6 +10,7 @@ use hyper_util::service::TowerToHyperService;
 use metrics::Counter;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -27,6 +28,12 @@ pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// After a shutdown is asked for, requests in flight get this long to finish.
 const GRACE: Duration = Duration::from_secs(5);
+
+/// How often the server looks whether connections have closed since it
+/// last looked, and if so gives the memory they used back to the system
+/// (see [`crate::memory`]): a flood of connections then costs memory only
+/// while it lasts, not for the rest of the process's life.
+const GIVE_BACK_EVERY: Duration = Duration::from_secs(5);
 
 /// Pause after a failed accept (out of file descriptors, say), so the loop
 /// does not spin while nothing can be accepted.
@@ -47,6 +54,10 @@ pub async fn serve(listener: TcpListener, app: super::App, stop: CancellationTok
     let (stopping, stopped) = watch::channel(());
     let connections = TaskTracker::new();
     let mut accept_failing = false;
+    let mut give_back = tokio::time::interval(GIVE_BACK_EVERY);
+    give_back.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    // The most connections open at once since the last look.
+    let mut most_open = 0;
     loop {
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -60,6 +71,16 @@ pub async fn serve(listener: TcpListener, app: super::App, stop: CancellationTok
                     continue;
                 }
             },
+            _ = give_back.tick() => {
+                let open = connections.len();
+                if open < most_open {
+                    let started = Instant::now();
+                    crate::memory::give_back();
+                    tracing::debug!(open, most_open, took = ?started.elapsed(), "gave memory back");
+                }
+                most_open = open;
+                continue;
+            }
             _ = stop.cancelled() => break,
         };
         if std::mem::take(&mut accept_failing) {
@@ -70,6 +91,7 @@ pub async fn serve(listener: TcpListener, app: super::App, stop: CancellationTok
         let connection = http
             .serve_connection(TokioIo::new(stream), service.clone())
             .with_upgrades();
+        most_open = most_open.max(connections.len() + 1);
         let (mut stopped, errors) = (stopped.clone(), errors.clone());
         connections.spawn(async move {
             // A client that leaves or misbehaves ends only its connection,
