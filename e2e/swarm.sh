@@ -187,9 +187,16 @@ manager load -q <"$base_tar" >/dev/null
 echo "$(du -h "$images_tar" | cut -f1) to each node, $(du -h "$base_tar" | cut -f1) more to the manager"
 rm -f "$images_tar" "$base_tar"
 
-phase "deploy: the secret, docker stack deploy, every task healthy"
+phase "deploy: the secrets, docker stack deploy, every task healthy"
 password=$(head -c 18 /dev/urandom | base64 | tr '+/' '-_')
 printf '%s' "$password" | manager secret create postgres_password - >/dev/null
+# The operator's own Redis passwords, as docker-stack.yml asks for them.
+redis_users=(vote worker admin)
+declare -A redis_password
+for user in "${redis_users[@]}"; do
+    redis_password[$user]=$(head -c 18 /dev/urandom | base64 | tr '+/' '-_')
+    printf '%s' "${redis_password[$user]}" | manager secret create "redis_${user}_password" - >/dev/null
+done
 deploy() {
     docker exec -w /src "$MANAGER" docker stack deploy --resolve-image never \
         -c docker-stack.yml "$STACK"
@@ -273,7 +280,21 @@ specs=$(manager service inspect "${STACK}_db" "${STACK}_worker" "${STACK}_result
 if grep -qF "$password" <<<"$specs"; then
     fail "the database password shows in a service's spec"
 fi
-echo "endpoints dnsrr behind the edge; only the edge publishes (5000, 5001 in host mode); tiers are overlay networks; the password is only in the secret"
+for user in "${redis_users[@]}"; do
+    if grep -qF "${redis_password[$user]}" <<<"$(manager service inspect "${STACK}_redis" "${STACK}_vote" "${STACK}_worker")"; then
+        fail "redis user $user's password shows in a service's spec"
+    fi
+done
+# Redis refuses a client without a user, and vote's user may not read the queue.
+redis_container=$(manager ps -q --filter "label=com.docker.swarm.service.name=${STACK}_redis" | sed -n 1p)
+redis_as() {
+    manager exec "$redis_container" sh -c 'REDISCLI_AUTH=$(cat "/run/secrets/redis_$0_password") exec redis-cli --user "$0" "$@"' "$@" |
+        tr -d '\r'
+}
+[[ $(manager exec "$redis_container" redis-cli ping | tr -d '\r') == NOAUTH* ]] || fail "Redis answers a client without a user"
+[[ $(redis_as vote lrange votes 0 -1) == NOPERM* ]] || fail "vote's Redis user may read the queue"
+[[ $(redis_as vote ping) == PONG ]] || fail "vote's Redis user cannot log in"
+echo "endpoints dnsrr behind the edge; only the edge publishes (5000, 5001 in host mode); tiers are overlay networks; the passwords are only in the secrets; Redis needs a user, vote's may not read the queue"
 
 phase "a vote reaches the websocket; each vote replica answers"
 check vote-reaches-websocket
@@ -454,6 +475,7 @@ leftovers() {
 nothing_left() { [[ -z $(leftovers) ]]; }
 wait_for 120 "no service, task container, network or config of the stack left" nothing_left
 # Kept on purpose, as for any stack: the external secret and the volumes.
+for user in "${redis_users[@]}"; do manager secret rm "redis_${user}_password" >/dev/null; done
 manager secret rm postgres_password >/dev/null
 for node in "${NODES[@]}"; do
     volumes=$(on "$node" volume ls -q --filter "label=com.docker.stack.namespace=$STACK")
