@@ -1,0 +1,56 @@
+#!/bin/sh
+# Starts Redis with the users of users.acl, each with the password from its
+# secret file, and without a default user:
+#   sh start.sh redis-server [args...]
+# runs `redis-server [args...] --aclfile <generated>`. The generated ACL file
+# holds each password's SHA-256 only, and lives in a tmpfs, never in git or
+# on the data volume. A user whose secret file is missing stays off (no one
+# can log in as it: the swarm stack and Kubernetes run no exporter); one
+# whose file is empty stops the start.
+#   REDIS_ACL_TEMPLATE  the users (default: users.acl beside this script)
+#   REDIS_SECRETS_DIR   where redis_<user>_password files are (/run/secrets)
+#   REDIS_ACLFILE       the ACL file to write (/run/redis/users.acl)
+# A secret file may also be redis_exporter's password file, a JSON object of
+# one entry {"redis://redis:6379": "<password>"}: its value is the password.
+set -eu
+
+template=${REDIS_ACL_TEMPLATE:-$(dirname "$0")/users.acl}
+secrets=${REDIS_SECRETS_DIR:-/run/secrets}
+aclfile=${REDIS_ACLFILE:-/run/redis/users.acl}
+
+fail() {
+    echo "redis/start.sh: $*" >&2
+    exit 2
+}
+
+# The password in a secret file: its text without trailing newlines (as the
+# services read it, kit's *_PASSWORD_FILE), or the value of its JSON entry.
+password_in() {
+    text=$(cat "$1") || fail "cannot read $1"
+    text=${text%"$(printf '\r')"}
+    case $text in
+        '{'*) text=$(printf '%s' "$text" | sed -n 's/^[[:space:]]*{[[:space:]]*"[^"]*"[[:space:]]*:[[:space:]]*"\([^"\\]*\)"[[:space:]]*}[[:space:]]*$/\1/p') ;;
+    esac
+    [ -n "$text" ] || fail "$1 holds no password"
+    printf '%s' "$text"
+}
+
+umask 077
+mkdir -p "$(dirname "$aclfile")"
+: >"$aclfile.new"
+grep -v -e '^#' -e '^[[:space:]]*$' "$template" | while read -r keyword user rules; do
+    [ "$keyword" = user ] || fail "$template: not a user line: $keyword $user $rules"
+    file=$secrets/redis_${user}_password
+    if [ "$user" = default ]; then
+        echo "user default $rules"
+    elif [ -e "$file" ]; then
+        hash=$(password_in "$file" | sha256sum | cut -d' ' -f1)
+        echo "user $user $rules #$hash"
+    else
+        echo "redis/start.sh: no $file: user $user stays off" >&2
+        echo "user $user $rules off"
+    fi
+done >>"$aclfile.new"
+mv "$aclfile.new" "$aclfile"
+
+exec "$@" --aclfile "$aclfile"
