@@ -222,3 +222,78 @@ async fn redis_refuses_anyone_without_a_user() {
         .unwrap_err();
     assert!(refused.contains("WRONGPASS"), "{refused}");
 }
+
+/// redis/start.sh, as the stacks run it: a user whose secret file is
+/// missing stays off (the swarm stack and Kubernetes have no exporter); a
+/// file without a password stops the start rather than hash an empty one.
+#[tokio::test]
+async fn a_missing_secret_leaves_its_user_off_and_an_empty_one_stops_redis() {
+    let start = concat!(env!("CARGO_MANIFEST_DIR"), "/../redis/start.sh");
+    let dir = std::env::temp_dir().join(format!("redis-secrets-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for user in ["vote", "worker", "admin"] {
+        std::fs::write(
+            dir.join(format!("redis_{user}_password")),
+            format!("{user}-pw\n"),
+        )
+        .unwrap();
+    }
+    let port = test_servers::free_port();
+    let mut redis = std::process::Command::new("sh")
+        .args([
+            start,
+            "redis-server",
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+        ])
+        .args(["--save", "", "--appendonly", "no", "--dir"])
+        .arg(&dir)
+        .env("REDIS_SECRETS_DIR", &dir)
+        .env("REDIS_ACLFILE", dir.join("users.acl"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let admin_url = format!("redis://admin:admin-pw@127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let client = redis::Client::open(admin_url).unwrap();
+    let mut admin = loop {
+        match client.get_multiplexed_async_connection().await {
+            Ok(connection) => break connection,
+            Err(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("redis did not start: {e}"),
+        }
+    };
+    let flags: Vec<redis::Value> = redis::cmd("ACL")
+        .arg("GETUSER")
+        .arg("exporter")
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    let flags = format!("{flags:?}");
+    assert!(
+        flags.contains("off") && !flags.contains("\"on\""),
+        "{flags}"
+    );
+    let _ = redis.kill();
+    let _ = redis.wait();
+
+    std::fs::write(dir.join("redis_worker_password"), "\n").unwrap();
+    let refused = std::process::Command::new("sh")
+        .args([start, "redis-server", "--port", &port.to_string()])
+        .env("REDIS_SECRETS_DIR", &dir)
+        .env("REDIS_ACLFILE", dir.join("users.acl"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("redis_worker_password holds no password"),
+        "{stderr}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -27,7 +27,15 @@ fail() {
 # services read it, kit's *_PASSWORD_FILE), or the value of its JSON entry.
 password_in() {
     text=$(cat "$1") || fail "cannot read $1"
-    text=${text%"$(printf '\r')"}
+    cr=$(printf '\r')
+    nl='
+'
+    while :; do
+        case $text in
+            *"$cr" | *"$nl") text=${text%?} ;;
+            *) break ;;
+        esac
+    done
     case $text in
         '{'*) text=$(printf '%s' "$text" | sed -n 's/^[[:space:]]*{[[:space:]]*"[^"]*"[[:space:]]*:[[:space:]]*"\([^"\\]*\)"[[:space:]]*}[[:space:]]*$/\1/p') ;;
     esac
@@ -44,7 +52,9 @@ grep -v -e '^#' -e '^[[:space:]]*$' "$template" | while read -r keyword user rul
     if [ "$user" = default ]; then
         echo "user default $rules"
     elif [ -e "$file" ]; then
-        hash=$(password_in "$file" | sha256sum | cut -d' ' -f1)
+        # An assignment, not a pipeline: a file without a password stops here.
+        password=$(password_in "$file")
+        hash=$(printf '%s' "$password" | sha256sum | cut -d' ' -f1)
         echo "user $user $rules #$hash"
     else
         echo "redis/start.sh: no $file: user $user stays off" >&2
