@@ -895,6 +895,8 @@ class Stack:
             env[env_name] = self.local_path(value, mounts)
         data = self.tmp / "redis"
         data.mkdir()
+        # The start script writes the ACL into the data volume, here a local dir.
+        env["REDIS_ACLFILE"] = str(data / "users.acl")
         self.start(
             "redis",
             args + ["--port", str(port), "--bind", "127.0.0.1", "--dir", str(data), "--save", ""],

@@ -3,20 +3,24 @@
 # secret file, and without a default user:
 #   sh start.sh redis-server [args...]
 # runs `redis-server [args...] --aclfile <generated>`. The generated ACL file
-# holds each password's SHA-256 only, and lives in a tmpfs, never in git or
-# on the data volume. A user whose secret file is missing stays off (no one
-# can log in as it: the swarm stack and Kubernetes run no exporter); one
-# whose file is empty stops the start.
+# holds each password's SHA-256 only (as Redis's own ACL SAVE writes it) and
+# is written afresh at every start, in Redis's data directory: the one place
+# Redis may write that survives a `docker restart` with its permissions (a
+# tmpfs comes back read-only for the redis user; the ACL cannot come on
+# stdin either, as ACL LOAD would then read an empty file and open the
+# default user). A user whose secret file is missing stays off (no one can
+# log in as it: the swarm stack and Kubernetes run no exporter); one whose
+# file is empty stops the start.
 #   REDIS_ACL_TEMPLATE  the users (default: users.acl beside this script)
 #   REDIS_SECRETS_DIR   where redis_<user>_password files are (/run/secrets)
-#   REDIS_ACLFILE       the ACL file to write (/run/redis/users.acl)
+#   REDIS_ACLFILE       the ACL file to write (/data/users.acl)
 # A secret file may also be redis_exporter's password file, a JSON object of
 # one entry {"redis://redis:6379": "<password>"}: its value is the password.
 set -eu
 
 template=${REDIS_ACL_TEMPLATE:-$(dirname "$0")/users.acl}
 secrets=${REDIS_SECRETS_DIR:-/run/secrets}
-aclfile=${REDIS_ACLFILE:-/run/redis/users.acl}
+aclfile=${REDIS_ACLFILE:-/data/users.acl}
 
 fail() {
     echo "redis/start.sh: $*" >&2
