@@ -106,6 +106,35 @@ async fn every_service_does_its_whole_job_as_its_own_redis_user() {
     assert!(left.is_empty(), "{left:?}");
 }
 
+/// Redis replays its append-only file after a crash with the ACL in force:
+/// every ballot vote queued (through its script, as its own user) is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ballots_queued_as_vote_survive_a_redis_crash() {
+    let redis = Redis::start_with_users();
+    let vote = pipeline::start_vote(&redis.url_as("vote"), &[]).await;
+    let vote_port = vote.port();
+    wait_for_status(vote_port, "/readyz", 200).await;
+    let client = reqwest::Client::new();
+    for _ in 0..10 {
+        let response = client
+            .post(format!("http://127.0.0.1:{vote_port}/"))
+            .form(&[("vote", "b")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 200, "a ballot refused");
+    }
+    redis.kill();
+    redis.resume();
+    let mut admin = as_user(&redis, "admin").await;
+    let queued: i64 = redis::cmd("LLEN")
+        .arg(VOTES)
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    assert_eq!(queued, 10, "ballots lost in the crash");
+}
+
 /// For every user, commands outside its role answer NOPERM (or, for keys
 /// of its own commands it may not touch, the same), and what it needs works.
 #[tokio::test]

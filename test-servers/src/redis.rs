@@ -41,10 +41,11 @@ impl Redis {
 
     /// Started as the stacks start Redis: by `redis/start.sh`, with the users
     /// of `redis/users.acl` (each with a password of its own, from a secret
-    /// file as in the stacks) and no default user. [`Redis::url`] and
-    /// [`Redis::fresh_db_url`] log in as admin; [`Redis::url_as`] as another.
+    /// file as in the stacks), no default user, and the append-only file on.
+    /// [`Redis::url`] and [`Redis::fresh_db_url`] log in as admin;
+    /// [`Redis::url_as`] as another.
     pub fn start_with_users() -> Redis {
-        let redis = Redis::unstarted(false, true);
+        let redis = Redis::unstarted(true, true);
         let secrets = redis.secrets_dir();
         std::fs::create_dir(&secrets).expect("secrets dir");
         let nanos = std::time::SystemTime::now()
