@@ -227,8 +227,27 @@ phase "monitoring: every Grafana dashboard query returns data"
 # A rate needs two scrapes of a series that moved in between: waits for them.
 check_within 60 panels-have-data --dashboard monitoring/grafana/dashboards/voting.json --range 600
 
-redis_cli() { compose exec -T redis redis-cli "$@" | tr -d '\r'; }
+# redis-cli in the Redis container as one of its users (redis/users.acl),
+# with the password from that user's secret there: redis_cli_as vote ...
+redis_cli_as() {
+    local user=$1
+    shift
+    compose exec -T redis sh -c 'REDISCLI_AUTH=$(cat "/run/secrets/redis_$0_password") exec redis-cli --user "$0" "$@"' \
+        "$user" "$@" | tr -d '\r'
+}
+redis_cli() { redis_cli_as admin "$@"; }
 queued() { redis_cli llen votes; }
+
+phase "Redis: no access without a user; each service's user only its role"
+[[ $(compose exec -T redis redis-cli ping | tr -d '\r') == NOAUTH* ]] ||
+    fail "Redis answers a client without a user"
+for refused in "vote lrange votes 0 -1" "vote del votes" "worker flushall" "worker config get maxmemory"; do
+    # shellcheck disable=SC2086 # the user and the command's words
+    answer=$(redis_cli_as $refused)
+    [[ $answer == NOPERM* ]] || fail "redis user ${refused%% *} may run '${refused#* }': $answer"
+done
+[[ $(redis_cli_as vote ping) == PONG ]] || fail "vote's Redis user cannot log in"
+echo "without a user: NOAUTH; vote may not LRANGE or DEL votes, the worker may not FLUSHALL or CONFIG"
 psql_db() { compose exec -T db psql -q -v ON_ERROR_STOP=1 -U "${POSTGRES_USER:-postgres}" -d "${POSTGRES_DB:-postgres}" "$@"; }
 # Starts a bounded seed run in the background (its container's id in
 # $seed_run), through the edge, verifying against the tally; returns once

@@ -198,6 +198,13 @@ for secret in "${SECRETS[@]}"; do
     passwords+=("$password")
     printf '%s' "$password" | manager secret create "$secret" - >/dev/null
 done
+# The operator's own Redis passwords, as docker-stack.yml asks for them.
+redis_users=(vote worker admin)
+declare -A redis_password
+for user in "${redis_users[@]}"; do
+    redis_password[$user]=$(head -c 18 /dev/urandom | base64 | tr '+/' '-_')
+    printf '%s' "${redis_password[$user]}" | manager secret create "redis_${user}_password" - >/dev/null
+done
 # The seed runs and checks below come from outside the swarm, each from one
 # address, thousands of ballots at full speed: the edge's per-client limit
 # is raised out of their way (e2e/run.sh tests the limit).
@@ -292,7 +299,8 @@ done
 secrets_of() {
     manager service inspect -f '{{range .Spec.TaskTemplate.ContainerSpec.Secrets}}{{.SecretName}} {{end}}' "${STACK}_$1"
 }
-[[ $(secrets_of worker) == "postgres_worker_password " ]] || fail "worker holds secrets $(secrets_of worker)"
+[[ $(secrets_of worker | tr ' ' '\n' | sort | xargs) == "postgres_worker_password redis_worker_password" ]] ||
+    fail "worker holds secrets $(secrets_of worker)"
 [[ $(secrets_of result) == "postgres_result_password " ]] || fail "result holds secrets $(secrets_of result)"
 [[ $(secrets_of migrate) == "postgres_owner_password " ]] || fail "migrate holds secrets $(secrets_of migrate)"
 # The services connect as their roles, none as the superuser.
@@ -302,7 +310,21 @@ connected=$(manager exec "$db_task" psql -qAt -U "${POSTGRES_USER:-postgres}" -d
         WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()")
 [[ $connected == "voting_result voting_worker" ]] ||
     fail "the services should connect as voting_result and voting_worker; connected: $connected"
-echo "endpoints dnsrr behind the edge; only the edge publishes (5000, 5001 in host mode); tiers are overlay networks; the passwords are only in the secrets; connected as: $connected"
+for user in "${redis_users[@]}"; do
+    if grep -qF "${redis_password[$user]}" <<<"$(manager service inspect "${STACK}_redis" "${STACK}_vote" "${STACK}_worker")"; then
+        fail "redis user $user's password shows in a service's spec"
+    fi
+done
+# Redis refuses a client without a user, and vote's user may not read the queue.
+redis_container=$(manager ps -q --filter "label=com.docker.swarm.service.name=${STACK}_redis" | sed -n 1p)
+redis_as() {
+    manager exec "$redis_container" sh -c 'REDISCLI_AUTH=$(cat "/run/secrets/redis_$0_password") exec redis-cli --user "$0" "$@"' "$@" |
+        tr -d '\r'
+}
+[[ $(manager exec "$redis_container" redis-cli ping | tr -d '\r') == NOAUTH* ]] || fail "Redis answers a client without a user"
+[[ $(redis_as vote lrange votes 0 -1) == NOPERM* ]] || fail "vote's Redis user may read the queue"
+[[ $(redis_as vote ping) == PONG ]] || fail "vote's Redis user cannot log in"
+echo "endpoints dnsrr behind the edge; only the edge publishes (5000, 5001 in host mode); tiers are overlay networks; the passwords are only in the secrets; connected as: $connected; Redis needs a user, vote's may not read the queue"
 
 phase "the edge: public routes only (/metrics, /readyz... 404)"
 check public-routes
@@ -487,6 +509,7 @@ nothing_left() { [[ -z $(leftovers) ]]; }
 wait_for 120 "no service, task container, network or config of the stack left" nothing_left
 # Kept on purpose, as for any stack: the external secret and the volumes.
 manager secret rm "${SECRETS[@]}" >/dev/null
+for user in "${redis_users[@]}"; do manager secret rm "redis_${user}_password" >/dev/null; done
 for node in "${NODES[@]}"; do
     volumes=$(on "$node" volume ls -q --filter "label=com.docker.stack.namespace=$STACK")
     if [[ -n $volumes ]]; then

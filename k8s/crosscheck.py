@@ -25,9 +25,11 @@ docker-compose.yml and .github/workflows/images.yml:
 
 at run time (unless --static), the binaries started with each container's
 environment as Kubernetes would expand it, hosts and ports mapped to local
-throwaway servers (redis-server with the StatefulSet's args; Postgres set up
-as the postgres image would from the db StatefulSet's env and its init
-scripts, password auth on; mounted Secrets and ConfigMaps as local files):
+throwaway servers (redis-server with the StatefulSet's args, through its
+start script and ACL users; Postgres set up as the postgres image would
+from the db StatefulSet's env and its init scripts, password auth on), and
+the ConfigMaps, Secrets and emptyDirs each container mounts written to
+local directories that the paths in its args and env are mapped to:
   - with Redis and Postgres down, liveness answers within its budget and
     readiness does not; once they are up, each init container (`worker
     migrate`) exits 0 and readiness answers;
@@ -897,6 +899,39 @@ class Stack:
         self.processes[name] = (process, log)
         return process
 
+    def mounts(self, name, container, pod):
+        """The container's ConfigMap, Secret and emptyDir volumes as local
+        directories, as Kubernetes mounts them: [(mount path, local dir)]."""
+        volumes = {v["name"]: v for v in pod["spec"].get("volumes") or []}
+        found = []
+        for mount in container.get("volumeMounts") or []:
+            volume = volumes.get(mount["name"]) or {}
+            local = self.tmp / "mounts" / name / mount["name"]
+            source = None
+            if "configMap" in volume:
+                source = ("ConfigMap", volume["configMap"])
+            elif "secret" in volume:
+                source = ("Secret", {**volume["secret"], "name": volume["secret"]["secretName"]})
+            elif "emptyDir" not in volume:
+                continue  # the data volume: the stand-ins keep their own
+            local.mkdir(parents=True, exist_ok=True)
+            if source:
+                kind, ref = source
+                data = data_of(self.check.m.get(kind, ref["name"]) or {"kind": kind})
+                items = ref.get("items") or [{"key": k, "path": k} for k in data]
+                for item in items:
+                    (local / item["path"]).write_text(data.get(item["key"], ""))
+            found.append((mount["mountPath"], local))
+        # Longest first, so a mount inside another maps to its own directory.
+        return sorted(found, key=lambda m: -len(m[0]))
+
+    def local_path(self, text, mounts):
+        """A path under a mount -> the same path under its local directory."""
+        for path, local in mounts:
+            if text == path or text.startswith(path.rstrip("/") + "/"):
+                return str(local) + text[len(path.rstrip("/")):]
+        return text
+
     def rewrite(self, text):
         """Service hosts and ports in URLs -> 127.0.0.1 and the local port."""
 
@@ -923,15 +958,16 @@ class Stack:
 
     def app_env(self, app):
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(self.tmp)}
-        files = mounted_files(self.check.m, app["pod"], app["container"])
+        mounts = self.mounts(self.name_of(app), app["container"], app["pod"])
         for name, value, _ in app["env"]:
-            env[name] = self.local_file(value, files) if value in files else self.rewrite(value)
+            env[name] = self.local_path(self.rewrite(value), mounts)
         if app["port"]:
             env["PORT"] = str(self.local[(self.name_of(app), app["port"])])
         return env
 
     def name_of(self, app):
-        return next(n for n, a in self.check.apps.items() if a is app)
+        """The workload's name (an init container's: its own, as `init-<name>`)."""
+        return next((n for n, a in self.check.apps.items() if a is app), f"init-{app['container']['name']}")
 
     def stores(self):
         """The redis and postgres StatefulSets, by the image they run."""
@@ -940,23 +976,29 @@ class Stack:
             for c in pod["spec"]["containers"]:
                 base = image_name(c["image"])
                 if base in ("redis", "postgres"):
-                    found[base] = (name, c)
+                    found[base] = (name, c, pod)
         return found
 
-    def start_redis(self, name, container):
+    def start_redis(self, name, container, pod):
+        """With the container's args (its start script, with the mounted
+        ACL and passwords) and env, on a local port."""
         port = self.local[(name, container["ports"][0]["containerPort"])]
-        args = list(container.get("args") or [])
-        if args and args[0] == "redis-server":
-            args = args[1:]
+        mounts = self.mounts(name, container, pod)
+        args = [self.local_path(a, mounts) for a in container.get("args") or []]
+        env = {"PATH": os.environ["PATH"]}
+        for env_name, value, _ in container_env(self.check.m, container, [], name):
+            env[env_name] = self.local_path(value, mounts)
         data = self.tmp / "redis"
         data.mkdir()
+        # The start script writes the ACL into the data volume, here a local dir.
+        env["REDIS_ACLFILE"] = str(data / "users.acl")
         self.start(
             "redis",
-            ["redis-server"] + args + ["--port", str(port), "--bind", "127.0.0.1", "--dir", str(data), "--save", ""],
-            {"PATH": os.environ["PATH"]},
+            args + ["--port", str(port), "--bind", "127.0.0.1", "--dir", str(data), "--save", ""],
+            env,
         )
 
-    def start_postgres(self, name, container):
+    def start_postgres(self, name, container, pod):
         """As the postgres image's entrypoint does with the same env."""
         pod = self.check.workload_pod(name)
         files = mounted_files(self.check.m, pod, container)
@@ -1042,7 +1084,7 @@ def run_stack(check):
     stack = Stack(check)
     try:
         stores = stack.stores()
-        for name, container in stores.values():
+        for name, container, _ in stores.values():
             stack.local[(name, container["ports"][0]["containerPort"])] = free_port()
         for name, app in apps.items():
             stack.local[(name, app["port"])] = free_port()
@@ -1284,6 +1326,10 @@ MUTATIONS = [
     ("the worker's init container does not migrate",
      lambda m: workload_pod_of(m, "worker")["spec"]["initContainers"][0].update(args=["healthcheck"]),
      "worker: init container migrate exited", True),
+    ("vote's Redis password file holds the worker's password",
+     lambda m: m.get("Deployment", "vote")["spec"]["template"]["spec"]["volumes"][0]["secret"]["items"][0].update(
+         key="redis_worker_password"),
+     "REDIS_PASSWORD_FILE", True),
 ]
 
 

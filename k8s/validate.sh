@@ -67,9 +67,16 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
 step "render (kubectl kustomize)"
+# kustomize reads no file outside k8s/: base has copies of Redis's users and
+# start script, which must be what compose and swarm run.
+for file in users.acl start.sh; do
+    cmp -s "redis/$file" "k8s/base/redis/$file" ||
+        fail "k8s/base/redis/$file differs from redis/$file: cp redis/$file k8s/base/redis/"
+done
 cp -r k8s "$work/k8s"
-# prod reads the database password from db.env, which is kept out of git.
+# prod reads the passwords from db.env and redis.env, kept out of git.
 cp "$work/k8s/overlays/prod/db.env.example" "$work/k8s/overlays/prod/db.env"
+cp "$work/k8s/overlays/prod/redis.env.example" "$work/k8s/overlays/prod/redis.env"
 rendered=()
 for dir in base overlays/dev overlays/prod; do
     out=$work/${dir##*/}.yaml

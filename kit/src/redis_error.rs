@@ -4,15 +4,25 @@
 use redis::{ErrorKind, RedisError};
 
 /// One line naming `REDIS_URL` when the error means that setting can never
-/// work (a password or user the server refuses, a database index it does
-/// not have), so the service should stop instead of retrying forever.
+/// work (a password or user the server refuses, a command the user may not
+/// run, a database index the server does not have), so the service should
+/// stop instead of retrying forever. A refused login also names
+/// `REDIS_PASSWORD_FILE`, where the password may have come from.
 /// `None` for outages: refused connections, timeouts, a server loading.
 pub fn unusable_setting(e: &RedisError) -> Option<String> {
-    let permanent = e.kind() == ErrorKind::AuthenticationFailed
-        || matches!(e.code(), Some("NOAUTH" | "WRONGPASS" | "NOPERM"))
+    let login_refused = e.kind() == ErrorKind::AuthenticationFailed
+        || matches!(e.code(), Some("NOAUTH" | "WRONGPASS"));
+    // NOPERM: the user exists, but its ACL lacks a command the service needs.
+    let permanent = login_refused
+        || e.code() == Some("NOPERM")
         // Connection set-up's SELECT was refused: the index does not exist.
         || e.to_string().contains("refused to switch database");
-    permanent.then(|| format!("REDIS_URL cannot work: {e}"))
+    let check = if login_refused {
+        " (check the user in REDIS_URL, and the password in it or in REDIS_PASSWORD_FILE)"
+    } else {
+        ""
+    };
+    permanent.then(|| format!("REDIS_URL cannot work: {e}{check}"))
 }
 
 /// The key and what is wrong with it, when a queue script refused to run

@@ -5,11 +5,25 @@ use std::str::FromStr;
 
 use clap::{error::ErrorKind, parser::ValueSource, ArgMatches, Args, FromArgMatches, Parser};
 
-#[derive(Args, Clone, Debug)]
+/// Where ballots are queued: `REDIS_URL` (its user, e.g.
+/// `redis://vote@redis:6379`), and the password from `REDIS_PASSWORD_FILE`
+/// when that is set (a Docker or Kubernetes secret mounted as a file).
+#[derive(Clone, Debug)]
 pub struct RedisArgs {
-    /// Where ballots are queued.
-    #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379", value_parser = redis_url)]
     pub redis_url: String,
+    password: Option<Password>,
+}
+
+/// The flags and variables behind [`RedisArgs`].
+#[derive(Args, Clone, Debug)]
+struct RedisFlags {
+    /// Where ballots are queued, with the Redis user to log in as.
+    #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379", value_parser = redis_url)]
+    redis_url: String,
+    /// A file holding the password of REDIS_URL's user (read once at start;
+    /// trailing newlines dropped). REDIS_URL must then carry none.
+    #[arg(long, env = "REDIS_PASSWORD_FILE", value_parser = password_file)]
+    redis_password_file: Option<Password>,
 }
 
 /// Where votes are stored and counted: `DATABASE_URL`, and the password from
@@ -47,6 +61,58 @@ struct Password(String);
 impl std::fmt::Debug for Password {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Password(..)")
+    }
+}
+
+impl RedisArgs {
+    /// A client for REDIS_URL, logging in with the password from the file
+    /// if there is one. Connects only when asked to.
+    pub fn client(&self) -> redis::Client {
+        let info = redis::IntoConnectionInfo::into_connection_info(self.redis_url.as_str())
+            .expect("validated when parsed");
+        let info = match &self.password {
+            Some(Password(password)) => {
+                let settings = info.redis_settings().clone().set_password(password);
+                info.set_redis_settings(settings)
+            }
+            None => info,
+        };
+        redis::Client::open(info).expect("validated when parsed")
+    }
+}
+
+impl FromArgMatches for RedisArgs {
+    fn from_arg_matches(matches: &ArgMatches) -> Result<Self, clap::Error> {
+        let flags = RedisFlags::from_arg_matches(matches)?;
+        let url_has_password =
+            redis::IntoConnectionInfo::into_connection_info(flags.redis_url.as_str())
+                .is_ok_and(|info| info.redis_settings().password().is_some());
+        if flags.redis_password_file.is_some() && url_has_password {
+            return Err(clap::Error::raw(
+                ErrorKind::ArgumentConflict,
+                "REDIS_PASSWORD_FILE is set and REDIS_URL carries a password too: \
+                 give the password one way only\n",
+            ));
+        }
+        Ok(RedisArgs {
+            redis_url: flags.redis_url,
+            password: flags.redis_password_file,
+        })
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &ArgMatches) -> Result<(), clap::Error> {
+        *self = Self::from_arg_matches(matches)?;
+        Ok(())
+    }
+}
+
+impl Args for RedisArgs {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        RedisFlags::augment_args(cmd)
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        RedisFlags::augment_args_for_update(cmd)
     }
 }
 
@@ -333,16 +399,81 @@ mod tests {
     }
 
     #[test]
+    fn the_redis_password_comes_from_a_file_and_the_user_from_the_url() {
+        let _env = env_lock();
+        let secret = SecretFile::new("redis", "s3cret pass\n");
+        let redis_of = |cli: Cli| {
+            let client = cli.redis.client();
+            let settings = client.get_connection_info().redis_settings().clone();
+            (
+                settings.username().map(String::from),
+                settings.password().map(String::from),
+            )
+        };
+        let url = "redis://vote@redis:6379";
+        let cli = Cli::try_parse_from([
+            "x",
+            "--redis-url",
+            url,
+            "--redis-password-file",
+            secret.path(),
+        ]);
+        let cli = cli.unwrap();
+        assert!(!format!("{cli:?}").contains("s3cret"), "{cli:?}");
+        let pass = Some("s3cret pass".to_string());
+        assert_eq!(redis_of(cli), (Some("vote".into()), pass.clone()));
+        // By environment, with the default URL: the default user's password.
+        std::env::set_var("REDIS_PASSWORD_FILE", secret.path());
+        let parsed = Cli::try_parse_from(["x"]);
+        std::env::remove_var("REDIS_PASSWORD_FILE");
+        assert_eq!(redis_of(parsed.unwrap()), (None, pass));
+        // Without the file, the URL's own, as before.
+        let cli = Cli::try_parse_from(["x", "--redis-url", "redis://vote:pw@redis:6379"]);
+        assert_eq!(
+            redis_of(cli.unwrap()),
+            (Some("vote".into()), Some("pw".into()))
+        );
+    }
+
+    #[test]
+    fn a_redis_password_given_both_ways_is_refused_in_one_line() {
+        let _env = env_lock();
+        let secret = SecretFile::new("redis-both", "s3cret");
+        let url = "redis://vote:other@redis:6379";
+        for env in [false, true] {
+            let mut args = vec!["x", "--redis-url", url];
+            if env {
+                std::env::set_var("REDIS_PASSWORD_FILE", secret.path());
+            } else {
+                args.extend(["--redis-password-file", secret.path()]);
+            }
+            let parsed = Cli::try_parse_from(args);
+            std::env::remove_var("REDIS_PASSWORD_FILE");
+            let err = parsed.unwrap_err();
+            let line = first_line(&err);
+            assert!(line.contains("REDIS_PASSWORD_FILE"), "{line}");
+            assert!(line.contains("REDIS_URL"), "{line}");
+            assert!(!line.contains("other"), "{line}");
+            assert_eq!(err.kind(), ErrorKind::ArgumentConflict);
+        }
+    }
+
+    #[test]
     fn a_missing_unreadable_or_empty_password_file_is_named_in_one_line() {
         let _env = env_lock();
         let empty = SecretFile::new("empty", "\n");
         let missing = format!("{}/no-such-secret", std::env::temp_dir().display());
         // A directory cannot be read as a file, even by root.
         let unreadable = std::env::temp_dir().display().to_string();
-        for path in [missing.as_str(), unreadable.as_str(), empty.path()] {
-            let err = Cli::try_parse_from(["x", "--postgres-password-file", path]).unwrap_err();
+        let settings = [
+            ("--postgres-password-file", "POSTGRES_PASSWORD_FILE"),
+            ("--redis-password-file", "REDIS_PASSWORD_FILE"),
+        ];
+        let paths = [missing.as_str(), unreadable.as_str(), empty.path()];
+        for ((flag, name), path) in settings.into_iter().flat_map(|s| paths.map(|p| (s, p))) {
+            let err = Cli::try_parse_from(["x", flag, path]).unwrap_err();
             let line = first_line(&err);
-            assert!(line.contains("POSTGRES_PASSWORD_FILE"), "{line}");
+            assert!(line.contains(name), "{line}");
             assert!(line.contains(path), "{line}");
             // Anything but help or version: `parse` prints the line, exits 2.
             assert_eq!(err.kind(), ErrorKind::ValueValidation, "{line}");

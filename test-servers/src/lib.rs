@@ -18,5 +18,5 @@ mod served;
 pub use browser::Browser;
 pub use postgres::Postgres;
 pub use process::{free_port, memory_kib, terminate};
-pub use redis::{connect as redis_connection, Redis};
+pub use redis::{connect as redis_connection, Redis, USERS as REDIS_USERS};
 pub use served::Served;

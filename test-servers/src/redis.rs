@@ -1,6 +1,6 @@
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
@@ -13,6 +13,9 @@ use crate::process::{self, find_binary, free_port, spawn, wait_until, ServerProc
 /// Database numbers handed out by `fresh_db_url`; 0 is the default one.
 const DATABASES: u32 = 10_000;
 
+/// The users of `redis/users.acl`, the ACL the stacks run Redis with.
+pub const USERS: [&str; 4] = ["vote", "worker", "exporter", "admin"];
+
 /// A `redis-server` in a temp dir. Data survives `stop`/`start` (it saves on
 /// shutdown), like a real server with persistence.
 pub struct Redis {
@@ -21,6 +24,8 @@ pub struct Redis {
     process: ServerProcess,
     next_db: AtomicU32,
     append_only: bool,
+    /// Started by `redis/start.sh` with the shipped ACL (`start_with_users`).
+    users: bool,
 }
 
 impl Redis {
@@ -34,8 +39,35 @@ impl Redis {
         Redis::start_with(true)
     }
 
+    /// Started as the stacks start Redis: by `redis/start.sh`, with the users
+    /// of `redis/users.acl` (each with a password of its own, from a secret
+    /// file as in the stacks), no default user, and the append-only file on.
+    /// [`Redis::url`] and [`Redis::fresh_db_url`] log in as admin;
+    /// [`Redis::url_as`] as another.
+    pub fn start_with_users() -> Redis {
+        let redis = Redis::unstarted(true, true);
+        let secrets = redis.secrets_dir();
+        std::fs::create_dir(&secrets).expect("secrets dir");
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        for user in USERS {
+            let password = format!("{user}-{}-{nanos:x}", redis.port);
+            std::fs::write(redis.password_file(user), format!("{password}\n")).unwrap();
+        }
+        redis.resume();
+        redis
+    }
+
     fn start_with(append_only: bool) -> Redis {
-        let redis = Redis {
+        let redis = Redis::unstarted(append_only, false);
+        redis.resume();
+        redis
+    }
+
+    fn unstarted(append_only: bool, users: bool) -> Redis {
+        Redis {
             port: free_port(),
             dir: tempfile::Builder::new()
                 .prefix("test-redis-")
@@ -44,9 +76,8 @@ impl Redis {
             process: ServerProcess::default(),
             next_db: AtomicU32::new(1),
             append_only,
-        };
-        redis.resume();
-        redis
+            users,
+        }
     }
 
     /// One server for the whole test binary, stopped when it exits.
@@ -68,16 +99,47 @@ impl Redis {
         self.port
     }
 
-    /// URL of database 0.
+    /// URL of database 0 (as admin on a server with users).
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        format!("redis://{}127.0.0.1:{}", self.admin_login(), self.port)
     }
 
     /// URL of a database no other caller gets: isolates tests that share a server.
     pub fn fresh_db_url(&self) -> String {
         let db = self.next_db.fetch_add(1, Ordering::Relaxed);
         assert!(db < DATABASES, "out of Redis databases");
-        format!("redis://127.0.0.1:{}/{db}", self.port)
+        format!("redis://{}127.0.0.1:{}/{db}", self.admin_login(), self.port)
+    }
+
+    /// URL of database 0 as `user` of `redis/users.acl`, password included.
+    pub fn url_as(&self, user: &str) -> String {
+        format!(
+            "redis://{user}:{}@127.0.0.1:{}",
+            self.password(user),
+            self.port
+        )
+    }
+
+    /// The file holding `user`'s password, as a secret is mounted.
+    pub fn password_file(&self, user: &str) -> PathBuf {
+        assert!(self.users, "a server started with_users has users");
+        self.secrets_dir().join(format!("redis_{user}_password"))
+    }
+
+    pub fn password(&self, user: &str) -> String {
+        let text = std::fs::read_to_string(self.password_file(user)).expect("a user of users.acl");
+        text.trim_end().to_string()
+    }
+
+    fn admin_login(&self) -> String {
+        match self.users {
+            true => format!("admin:{}@", self.password("admin")),
+            false => String::new(),
+        }
+    }
+
+    fn secrets_dir(&self) -> PathBuf {
+        self.dir.path().join("secrets")
     }
 
     /// Shuts the server down cleanly (saving its data); clients see it gone.
@@ -107,14 +169,28 @@ impl Redis {
             return;
         }
         let port = self.port;
+        let login = self
+            .users
+            .then(|| format!("AUTH admin {}\r\n", self.password("admin")));
         wait_until("redis-server", Duration::from_secs(10), &self.log(), || {
-            ping(port)
+            ping(port, login.as_deref())
         });
     }
 
     fn spawn(&self) -> Child {
         let binary = find_binary("redis-server", &[], "redis-server");
-        let mut command = Command::new(binary);
+        let mut command = if self.users {
+            let start = Path::new(env!("CARGO_MANIFEST_DIR")).join("../redis/start.sh");
+            let mut command = Command::new("sh");
+            command
+                .arg(start)
+                .arg(binary)
+                .env("REDIS_SECRETS_DIR", self.secrets_dir())
+                .env("REDIS_ACLFILE", self.dir.path().join("users.acl"));
+            command
+        } else {
+            Command::new(binary)
+        };
         command
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .args(["--dir", &self.dir.path().to_string_lossy()])
@@ -139,14 +215,22 @@ impl Drop for Redis {
     }
 }
 
-fn ping(port: u16) -> bool {
+/// PING, after `login` (an AUTH command) on a server with users.
+fn ping(port: u16, login: Option<&str>) -> bool {
     let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
         return false;
     };
-    let mut reply = [0u8; 7];
-    stream.write_all(b"PING\r\n").is_ok()
+    // A reply shorter than expected would otherwise block forever.
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    let expected: &[u8] = match login {
+        Some(_) => b"+OK\r\n+PONG\r\n",
+        None => b"+PONG\r\n",
+    };
+    let mut reply = vec![0u8; expected.len()];
+    let request = format!("{}PING\r\n", login.unwrap_or_default());
+    stream.write_all(request.as_bytes()).is_ok()
         && stream.read_exact(&mut reply).is_ok()
-        && &reply == b"+PONG\r\n"
+        && reply == expected
 }
 
 /// A connection for a test's own commands to the Redis at `url`. The redis

@@ -164,13 +164,17 @@ fn get(port: u16, path: &str) -> String {
     response
 }
 
-/// Starts vote against `redis_url` and expects it to stop by itself with
-/// status 2 and one line on stderr naming REDIS_URL (and no password).
-/// RUST_LOG=error leaves out the start-up lines, logged at INFO.
-fn assert_refused_at_start(redis_url: &str, cause: &str) {
+/// Starts vote against `redis_url` (and the password in `password_file`)
+/// and expects it to stop by itself with status 2 and one line on stderr
+/// naming REDIS_URL (and no password). RUST_LOG=error leaves out the
+/// start-up lines, logged at INFO.
+fn assert_refused_at_start(redis_url: &str, password_file: Option<&str>, cause: &str) {
     let port = free_port();
     let mut command = vote_command(&[], port, redis_url);
     command.env("RUST_LOG", "error");
+    if let Some(file) = password_file {
+        command.env("REDIS_PASSWORD_FILE", file);
+    }
     let mut vote = Running::spawn(command, port);
     let status = vote.exit_within(Duration::from_secs(30));
     let stderr = vote.stderr();
@@ -194,7 +198,7 @@ fn assert_refused_at_start(redis_url: &str, cause: &str) {
 #[test]
 fn a_database_index_redis_refuses_stops_vote_with_one_line() {
     let url = format!("redis://127.0.0.1:{}/20000", Redis::shared().port());
-    assert_refused_at_start(&url, "DB index is out of range");
+    assert_refused_at_start(&url, None, "DB index is out of range");
 }
 
 #[test]
@@ -220,12 +224,36 @@ fn credentials_redis_refuses_stop_vote_with_one_line() {
             "authentication failed",
         ),
     ] {
-        assert_refused_at_start(&url, cause);
+        assert_refused_at_start(&url, None, cause);
     }
     // The right password works, and the check lets vote keep serving.
     let port = free_port();
     let url = format!("redis://:s3cret@127.0.0.1:{}/3", redis.port());
     let mut vote = Running::start(vote_command(&[], port, &url), port);
+    assert_eq!(vote.exit_within(Duration::from_secs(2)), None);
+    assert!(get(port, "/readyz").starts_with("HTTP/1.1 200"));
+}
+
+/// Redis as the stacks run it (redis/users.acl): vote's user with the
+/// password from REDIS_PASSWORD_FILE. A wrong password in the file, or
+/// another user's, stops vote with one line that names the file's setting.
+#[test]
+fn a_password_file_redis_refuses_stops_vote_with_one_line_naming_it() {
+    let redis = Redis::start_with_users();
+    let url = format!("redis://vote@127.0.0.1:{}", redis.port());
+    let wrong = redis.password_file("vote").with_file_name("wrong");
+    std::fs::write(&wrong, "wrong\n").unwrap();
+    let wrong = wrong.to_str().unwrap();
+    assert_refused_at_start(&url, Some(wrong), "REDIS_PASSWORD_FILE");
+    let nobody = format!("redis://nobody@127.0.0.1:{}", redis.port());
+    let right = redis.password_file("vote");
+    let right = right.to_str().unwrap();
+    assert_refused_at_start(&nobody, Some(right), "REDIS_PASSWORD_FILE");
+    // The right one: vote serves, ready.
+    let port = free_port();
+    let mut command = vote_command(&[], port, &url);
+    command.env("REDIS_PASSWORD_FILE", right);
+    let mut vote = Running::start(command, port);
     assert_eq!(vote.exit_within(Duration::from_secs(2)), None);
     assert!(get(port, "/readyz").starts_with("HTTP/1.1 200"));
 }

@@ -136,8 +136,7 @@ pub async fn migrate(config: Config, shutdown: CancellationToken) -> Result<(), 
 /// port taken) ends it with one line naming the setting.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Stopped> {
     let worker_id = format!("{:016x}", rand::random::<u64>());
-    let redis = redis::Client::open(config.redis.redis_url.as_str())
-        .map_err(|e| Stopped::Unusable(format!("REDIS_URL cannot work: {e}")))?;
+    let redis = config.redis.client();
     let ttl = Duration::from_secs(config.heartbeat_ttl);
     info!(%worker_id, batch_size = config.batch_size, "worker starting");
     kit::metrics::Metrics::install("worker");

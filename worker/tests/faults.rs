@@ -324,21 +324,37 @@ async fn oversized_entries_stall_no_worker_and_miss_no_heartbeat() {
 async fn an_unusable_setting_stops_the_binary_with_one_line_naming_it() {
     let redis = Redis::shared();
     let pg = Postgres::shared();
+    // Redis as the stacks run it; the worker's user with a wrong password.
+    let with_users = Redis::start_with_users();
+    let wrong = with_users.password_file("worker").with_file_name("wrong");
+    std::fs::write(&wrong, "wrong").unwrap();
     let cases = [
         (
             "DATABASE_URL",
             redis.fresh_db_url(),
+            None,
             pg.db_url("no_such_database"),
         ),
         (
             "REDIS_URL",
             format!("redis://127.0.0.1:{}/20000", redis.port()),
+            None,
+            pg.fresh_database(),
+        ),
+        (
+            "REDIS_PASSWORD_FILE",
+            format!("redis://worker@127.0.0.1:{}", with_users.port()),
+            Some(wrong),
             pg.fresh_database(),
         ),
     ];
-    for (setting, redis_url, database_url) in cases {
+    for (setting, redis_url, password_file, database_url) in cases {
         let output = tokio::task::spawn_blocking(move || {
-            let mut child = Command::new(env!("CARGO_BIN_EXE_worker"))
+            let mut command = Command::new(env!("CARGO_BIN_EXE_worker"));
+            if let Some(file) = password_file {
+                command.env("REDIS_PASSWORD_FILE", file);
+            }
+            let mut child = command
                 .env("REDIS_URL", redis_url)
                 .env("DATABASE_URL", database_url)
                 .env("PORT", "0")
