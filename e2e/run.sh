@@ -298,6 +298,14 @@ in_flight() {
     echo "$count"
 }
 worker=$(container worker)
+# The lock must meet ballots already flowing, or no batch fills while it
+# holds: the seed container can take seconds to start on a busy machine.
+clock=$(redis_cli get votes:clock)
+deadline=$((SECONDS + 60))
+until [[ $(redis_cli get votes:clock) != "$clock" ]]; do
+    ((SECONDS < deadline)) || fail "the seed queued nothing within 60 s"
+    sleep 0.1
+done
 psql_db -c "BEGIN; LOCK TABLE votes IN EXCLUSIVE MODE; SELECT pg_sleep(2); COMMIT;
     BEGIN; LOCK TABLE votes IN EXCLUSIVE MODE; SELECT pg_sleep(8); COMMIT;" >/dev/null &
 lock_pid=$!
