@@ -31,22 +31,32 @@ pub enum Failure {
 }
 
 /// Connects once and creates or upgrades the schema (`worker migrate`).
-pub async fn migrate(
-    mut config: tokio_postgres::Config,
-) -> Result<Migration, tokio_postgres::Error> {
+pub async fn migrate(config: tokio_postgres::Config) -> Result<Migration, tokio_postgres::Error> {
+    let client = open(&with_connect_timeout(config)).await?;
+    ballot::schema::migrate(&client).await
+}
+
+/// A connect timeout, unless `DATABASE_URL` gives one.
+fn with_connect_timeout(mut config: tokio_postgres::Config) -> tokio_postgres::Config {
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(Duration::from_secs(5));
     }
+    config
+}
+
+/// A new connection, driven by a task of its own.
+async fn open(config: &tokio_postgres::Config) -> Result<Client, tokio_postgres::Error> {
     let (client, connection) = config.connect(NoTls).await?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {
             debug!(error = %e, "postgres connection ended");
         }
     });
+    // The migration's "already exists, skipping" notices are noise here.
     client
         .batch_execute("SET client_min_messages = warning")
         .await?;
-    ballot::schema::migrate(&client).await
+    Ok(client)
 }
 
 pub struct Store {
@@ -55,12 +65,9 @@ pub struct Store {
 }
 
 impl Store {
-    pub fn new(mut config: tokio_postgres::Config) -> Self {
-        if config.get_connect_timeout().is_none() {
-            config.connect_timeout(Duration::from_secs(5));
-        }
+    pub fn new(config: tokio_postgres::Config) -> Self {
         Store {
-            config,
+            config: with_connect_timeout(config),
             connected: None,
         }
     }
@@ -71,16 +78,7 @@ impl Store {
             return Ok(());
         }
         self.connected = None;
-        let (client, connection) = self.config.connect(NoTls).await?;
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                debug!(error = %e, "postgres connection ended");
-            }
-        });
-        // The migration's "already exists, skipping" notices are noise here.
-        client
-            .batch_execute("SET client_min_messages = warning")
-            .await?;
+        let client = open(&self.config).await?;
         // Every (re)connect: the database may be new since the last one.
         // A current schema costs a read and locks nothing writers wait on.
         // Connected as voting_worker, which may not change tables, an old
