@@ -18,47 +18,52 @@ pub struct Postgres {
     owner: Option<(u32, u32)>,
     process: ServerProcess,
     next_db: AtomicU32,
-    synchronous_commit: bool,
+    /// `-c name=value` settings of this server beyond the common ones.
+    settings: Vec<String>,
 }
 
 impl Postgres {
     pub fn start() -> Postgres {
-        Postgres::start_with(false)
+        Postgres::start_with(&["synchronous_commit=off"])
     }
 
     /// With `synchronous_commit` on: a commit is acknowledged only once its
     /// WAL is written, so it survives `crash`. (`fsync` stays off: the
     /// machine itself does not crash in a test.)
     pub fn start_with_synchronous_commit() -> Postgres {
-        Postgres::start_with(true)
+        Postgres::start_with(&["synchronous_commit=on"])
     }
 
-    fn start_with(synchronous_commit: bool) -> Postgres {
-        // Resolve links: the other tools live beside the real initdb.
-        let initdb = find_binary("initdb", &installed_bin_dirs(), "postgresql");
-        let bin = std::fs::canonicalize(&initdb)
-            .unwrap_or(initdb)
-            .parent()
-            .expect("initdb has a directory")
-            .to_path_buf();
-        let dir = tempfile::Builder::new()
-            .prefix("test-postgres-")
-            .tempdir()
-            .expect("temp dir");
-        // Postgres refuses to run as root: hand its directory to `postgres`.
-        let owner = running_as_root().then(postgres_user);
-        if let Some((uid, gid)) = owner {
-            std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid)).expect("chown data dir");
-        }
-        let pg = Postgres {
-            port: free_port(),
-            dir,
-            bin,
-            owner,
-            process: ServerProcess::default(),
-            next_db: AtomicU32::new(1),
-            synchronous_commit,
-        };
+    /// A primary and its hot standby (a `pg_basebackup` of it, with
+    /// `standby.signal` and `primary_conninfo`), replicating synchronously
+    /// as Patroni's `synchronous_mode` does: a commit is acknowledged only
+    /// once the standby has its WAL, so a promoted standby holds every
+    /// commit a client saw. Until the standby runs, commits on the primary
+    /// wait for it.
+    pub fn start_replicated() -> (Postgres, Postgres) {
+        let primary =
+            Postgres::start_with(&["synchronous_commit=on", "synchronous_standby_names=*"]);
+        let standby = Postgres::in_new_dir(&["synchronous_commit=on"]);
+        let output = standby
+            .command("pg_basebackup")
+            .args(["-h", "127.0.0.1", "-U", "postgres"])
+            .args(["-p", &primary.port.to_string()])
+            .args(["-D", &standby.data().to_string_lossy()])
+            // -R writes standby.signal and primary_conninfo.
+            .args(["-R", "-X", "stream", "--no-sync"])
+            .output()
+            .expect("run pg_basebackup");
+        assert!(
+            output.status.success(),
+            "pg_basebackup failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        standby.resume();
+        (primary, standby)
+    }
+
+    fn start_with(settings: &[&str]) -> Postgres {
+        let pg = Postgres::in_new_dir(settings);
         let status = pg
             .command("initdb")
             .args(["-D", &pg.data().to_string_lossy()])
@@ -83,6 +88,35 @@ impl Postgres {
         );
         pg.resume();
         pg
+    }
+
+    /// A server not started yet, with an empty temp dir and a port of its own.
+    fn in_new_dir(settings: &[&str]) -> Postgres {
+        // Resolve links: the other tools live beside the real initdb.
+        let initdb = find_binary("initdb", &installed_bin_dirs(), "postgresql");
+        let bin = std::fs::canonicalize(&initdb)
+            .unwrap_or(initdb)
+            .parent()
+            .expect("initdb has a directory")
+            .to_path_buf();
+        let dir = tempfile::Builder::new()
+            .prefix("test-postgres-")
+            .tempdir()
+            .expect("temp dir");
+        // Postgres refuses to run as root: hand its directory to `postgres`.
+        let owner = running_as_root().then(postgres_user);
+        if let Some((uid, gid)) = owner {
+            std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid)).expect("chown data dir");
+        }
+        Postgres {
+            port: free_port(),
+            dir,
+            bin,
+            owner,
+            process: ServerProcess::default(),
+            next_db: AtomicU32::new(1),
+            settings: settings.iter().map(|s| s.to_string()).collect(),
+        }
     }
 
     /// One server for the whole test binary, stopped when it exits.
@@ -118,6 +152,20 @@ impl Postgres {
         format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
     }
 
+    /// A URL of the `postgres` database listing `servers` in this order, for
+    /// a client that must find the one taking writes
+    /// (`target_session_attrs=read-write`), as in front of a Patroni cluster.
+    pub fn read_write_url(servers: &[&Postgres]) -> String {
+        let hosts: Vec<String> = servers
+            .iter()
+            .map(|pg| format!("127.0.0.1:{}", pg.port))
+            .collect();
+        format!(
+            "postgres://postgres@{}/postgres?target_session_attrs=read-write",
+            hosts.join(",")
+        )
+    }
+
     /// Creates an empty database no other caller gets and returns its URL.
     pub fn fresh_database(&self) -> String {
         let name = format!("test_{}", self.next_db.fetch_add(1, Ordering::Relaxed));
@@ -143,6 +191,52 @@ impl Postgres {
     /// checkpoint, connections cut; the next start recovers from the WAL.
     pub fn crash(&self) {
         self.process.stop(libc::SIGQUIT);
+    }
+
+    /// Makes a standby the primary (`pg_ctl promote`, which waits until it
+    /// takes writes).
+    pub fn promote(&self) {
+        let output = self
+            .command("pg_ctl")
+            .args(["promote", "-w", "-t", "60", "-D", &self.data().to_string_lossy()])
+            .output()
+            .expect("run pg_ctl promote");
+        assert!(
+            output.status.success(),
+            "pg_ctl promote failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    /// Turns a running primary read-only, as a demoted one is: every new
+    /// transaction, in open sessions too, refuses writes (SQLSTATE 25006)
+    /// and `SHOW transaction_read_only` says `on`. Returns once new sessions
+    /// see it.
+    pub fn make_read_only(&self) {
+        self.psql(&[
+            "ALTER SYSTEM SET default_transaction_read_only = on",
+            "SELECT pg_reload_conf()",
+        ]);
+        wait_until("read-only", Duration::from_secs(30), &self.log(), || {
+            self.psql(&["SHOW default_transaction_read_only"]).trim() == "on"
+        });
+    }
+
+    /// Runs each of `statements` in its own transaction as `postgres`; their
+    /// output, unaligned.
+    fn psql(&self, statements: &[&str]) -> String {
+        let mut command = self.client_command("psql");
+        command.args(["-d", "postgres", "-X", "-q", "-tA", "-v", "ON_ERROR_STOP=1"]);
+        for statement in statements {
+            command.args(["-c", statement]);
+        }
+        let output = command.output().expect("run psql");
+        assert!(
+            output.status.success(),
+            "psql {statements:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
     }
 
     /// Starts the server again on the same port with the same data.
@@ -173,11 +267,8 @@ impl Postgres {
                 "max_connections=300",
             ])
             .args(["-c", "fsync=off"])
-            .args([
-                "-c",
-                &format!("synchronous_commit={}", self.synchronous_commit),
-            ])
             .args(["-c", "full_page_writes=off"])
+            .args(self.settings.iter().flat_map(|s| ["-c", s.as_str()]))
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(self.log()).map_or(Stdio::null(), Stdio::from));
         spawn(command, libc::SIGQUIT)
