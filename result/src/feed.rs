@@ -183,7 +183,9 @@ async fn keep_publishing(
             record_push(feed, newest);
         }
         let next_read = Instant::now() + MIN_READ_INTERVAL;
-        let quiet = timeout(REFRESH_INTERVAL, notified.notified()).await.is_err();
+        let quiet = timeout(REFRESH_INTERVAL, notified.notified())
+            .await
+            .is_err();
         if quiet && primary_only && read_only(client).await? {
             return Err(Failure::Outage(
                 "the server is read-only now (demoted to a standby?); \

@@ -198,7 +198,14 @@ impl Postgres {
     pub fn promote(&self) {
         let output = self
             .command("pg_ctl")
-            .args(["promote", "-w", "-t", "60", "-D", &self.data().to_string_lossy()])
+            .args([
+                "promote",
+                "-w",
+                "-t",
+                "60",
+                "-D",
+                &self.data().to_string_lossy(),
+            ])
             .output()
             .expect("run pg_ctl promote");
         assert!(
