@@ -79,20 +79,7 @@ async fn starts_while_postgres_is_down_and_catches_up() {
 /// and /api/tally reads from the new primary.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_stream_follows_a_failover_to_the_promoted_standby() {
-    let (primary, standby) = Postgres::start_replicated();
-    let url = Postgres::read_write_url(&[&primary, &standby]);
-    let port = start_result(&url).await;
-    insert_votes(&db(&url).await, &[("v1", "a"), ("v2", "a")]).await;
-    let mut socket = connect(port).await;
-    while next_tally(&mut socket).await.total < 2 {}
-
-    let _servers = tokio::task::spawn_blocking(move || {
-        primary.crash();
-        standby.promote();
-        (primary, standby)
-    })
-    .await
-    .unwrap();
+    let (port, url, mut socket, _servers) = failover(Postgres::crash).await;
     // Told the database is away, the page reconnects; so does this client.
     let closed = tokio::time::timeout(PATIENCE, socket.next()).await.unwrap();
     assert!(
@@ -113,32 +100,40 @@ async fn the_stream_follows_a_failover_to_the_promoted_standby() {
 /// result notices it is read-only and moves to the promoted standby.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_demoted_primary_is_left_for_the_promoted_standby() {
+    let (port, url, _socket, _servers) = failover(Postgres::make_read_only).await;
+    // Written to the new primary: only there does the tally move.
+    insert_votes(&db(&url).await, &[("v3", "b")]).await;
+    let expected = r#"{"votes":{"a":2,"b":1},"total":3}"#;
+    wait_for_tally(port, expected).await;
+    wait_for_status(port, "/readyz", 200).await;
+    let mut socket = connect(port).await;
+    assert_eq!(next_text(&mut socket).await, expected);
+    insert_votes(&db(&url).await, &[("v4", "b")]).await;
+    assert_eq!(
+        next_text(&mut socket).await,
+        r#"{"votes":{"a":2,"b":2},"total":4}"#
+    );
+}
+
+/// result on a primary and its synchronous standby (listed in that order)
+/// with two votes counted and a client that has them; then `lose` is done
+/// to the primary and the standby promoted. Returns result's port, the URL,
+/// the client's socket and the servers.
+async fn failover(lose: fn(&Postgres)) -> (u16, String, Socket, (Postgres, Postgres)) {
     let (primary, standby) = Postgres::start_replicated();
     let url = Postgres::read_write_url(&[&primary, &standby]);
     let port = start_result(&url).await;
-    insert_votes(&db(&url).await, &[("v1", "a")]).await;
+    insert_votes(&db(&url).await, &[("v1", "a"), ("v2", "a")]).await;
     let mut socket = connect(port).await;
-    while next_tally(&mut socket).await.total < 1 {}
-
-    let _servers = tokio::task::spawn_blocking(move || {
-        primary.make_read_only();
+    while next_tally(&mut socket).await.total < 2 {}
+    let servers = tokio::task::spawn_blocking(move || {
+        lose(&primary);
         standby.promote();
         (primary, standby)
     })
     .await
     .unwrap();
-    // Written to the new primary: only there does the tally move.
-    insert_votes(&db(&url).await, &[("v2", "b")]).await;
-    let expected = r#"{"votes":{"a":1,"b":1},"total":2}"#;
-    wait_for_tally(port, expected).await;
-    wait_for_status(port, "/readyz", 200).await;
-    let mut socket = connect(port).await;
-    assert_eq!(next_text(&mut socket).await, expected);
-    insert_votes(&db(&url).await, &[("v3", "b")]).await;
-    assert_eq!(
-        next_text(&mut socket).await,
-        r#"{"votes":{"a":1,"b":2},"total":3}"#
-    );
+    (port, url, socket, servers)
 }
 
 /// Polls /api/tally (503 while result looks for a primary) until it

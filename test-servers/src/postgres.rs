@@ -44,48 +44,32 @@ impl Postgres {
         let primary =
             Postgres::start_with(&["synchronous_commit=on", "synchronous_standby_names=*"]);
         let standby = Postgres::in_new_dir(&["synchronous_commit=on"]);
-        let output = standby
-            .command("pg_basebackup")
+        let mut basebackup = standby.command("pg_basebackup");
+        basebackup
             .args(["-h", "127.0.0.1", "-U", "postgres"])
             .args(["-p", &primary.port.to_string()])
             .args(["-D", &standby.data().to_string_lossy()])
             // -R writes standby.signal and primary_conninfo.
-            .args(["-R", "-X", "stream", "--no-sync"])
-            .output()
-            .expect("run pg_basebackup");
-        assert!(
-            output.status.success(),
-            "pg_basebackup failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+            .args(["-R", "-X", "stream", "--no-sync"]);
+        run(basebackup);
         standby.resume();
         (primary, standby)
     }
 
     fn start_with(settings: &[&str]) -> Postgres {
         let pg = Postgres::in_new_dir(settings);
-        let status = pg
-            .command("initdb")
-            .args(["-D", &pg.data().to_string_lossy()])
-            .args([
-                "-U",
-                "postgres",
-                "-A",
-                "trust",
-                "-E",
-                "UTF8",
-                "--locale=C",
-                "--no-sync",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .output()
-            .expect("run initdb");
-        assert!(
-            status.status.success(),
-            "initdb failed: {}",
-            String::from_utf8_lossy(&status.stderr)
-        );
+        let mut initdb = pg.command("initdb");
+        initdb.args(["-D", &pg.data().to_string_lossy()]).args([
+            "-U",
+            "postgres",
+            "-A",
+            "trust",
+            "-E",
+            "UTF8",
+            "--locale=C",
+            "--no-sync",
+        ]);
+        run(initdb);
         pg.resume();
         pg
     }
@@ -169,16 +153,9 @@ impl Postgres {
     /// Creates an empty database no other caller gets and returns its URL.
     pub fn fresh_database(&self) -> String {
         let name = format!("test_{}", self.next_db.fetch_add(1, Ordering::Relaxed));
-        let output = self
-            .client_command("createdb")
-            .arg(&name)
-            .output()
-            .expect("run createdb");
-        assert!(
-            output.status.success(),
-            "createdb failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        let mut createdb = self.client_command("createdb");
+        createdb.arg(&name);
+        run(createdb);
         self.db_url(&name)
     }
 
@@ -196,23 +173,16 @@ impl Postgres {
     /// Makes a standby the primary (`pg_ctl promote`, which waits until it
     /// takes writes).
     pub fn promote(&self) {
-        let output = self
-            .command("pg_ctl")
-            .args([
-                "promote",
-                "-w",
-                "-t",
-                "60",
-                "-D",
-                &self.data().to_string_lossy(),
-            ])
-            .output()
-            .expect("run pg_ctl promote");
-        assert!(
-            output.status.success(),
-            "pg_ctl promote failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        let mut promote = self.command("pg_ctl");
+        promote.args([
+            "promote",
+            "-w",
+            "-t",
+            "60",
+            "-D",
+            &self.data().to_string_lossy(),
+        ]);
+        run(promote);
     }
 
     /// Turns a running primary read-only, as a demoted one is: every new
@@ -237,13 +207,7 @@ impl Postgres {
         for statement in statements {
             command.args(["-c", statement]);
         }
-        let output = command.output().expect("run psql");
-        assert!(
-            output.status.success(),
-            "psql {statements:?} failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8_lossy(&output.stdout).into_owned()
+        run(command)
     }
 
     /// Starts the server again on the same port with the same data.
@@ -324,6 +288,22 @@ impl Drop for Postgres {
     fn drop(&mut self) {
         self.process.stop(libc::SIGQUIT);
     }
+}
+
+/// Runs one of Postgres's tools to completion and returns what it printed;
+/// fails the test with its error output if it fails.
+fn run(mut command: Command) -> String {
+    let program = command.get_program().to_string_lossy().into_owned();
+    let output = command
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
+    assert!(
+        output.status.success(),
+        "{program} {:?} failed: {}",
+        command.get_args().collect::<Vec<_>>(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
 /// Debian keeps the server binaries off PATH.

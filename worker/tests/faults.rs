@@ -76,13 +76,7 @@ async fn a_multi_host_url_finds_the_primary_listed_after_its_standby() {
 /// ballot is counted once, each voter's latest.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn primary_killed_mid_stream_then_its_standby_promoted_loses_nothing() {
-    let (primary, standby) = Postgres::start_replicated();
-    let db_url = Postgres::read_write_url(&[&primary, &standby]);
-    let redis_url = Redis::shared().fresh_db_url();
-    let kill_primary: fn(&(Postgres, Postgres)) = |(primary, _)| primary.crash();
-    let promote_standby: fn(&(Postgres, Postgres)) = |(_, standby)| standby.promote();
-    let pair = (primary, standby);
-    outage_mid_stream(pair, &redis_url, &db_url, kill_primary, promote_standby).await;
+    failover_mid_stream(Postgres::crash).await;
 }
 
 /// The primary demoted with the worker's connection open: it stays up but
@@ -91,13 +85,19 @@ async fn primary_killed_mid_stream_then_its_standby_promoted_loses_nothing() {
 /// server for the new primary, and dead-letters no ballot.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn primary_turned_read_only_mid_stream_the_worker_moves_to_the_new_one() {
+    failover_mid_stream(Postgres::make_read_only).await;
+}
+
+/// A primary and its synchronous standby, listed in that order: mid-stream,
+/// `lose` is done to the primary and, a second later, the standby promoted.
+async fn failover_mid_stream(lose: fn(&Postgres)) {
     let (primary, standby) = Postgres::start_replicated();
     let db_url = Postgres::read_write_url(&[&primary, &standby]);
     let redis_url = Redis::shared().fresh_db_url();
-    let demote: fn(&(Postgres, Postgres)) = |(primary, _)| primary.make_read_only();
-    let promote_standby: fn(&(Postgres, Postgres)) = |(_, standby)| standby.promote();
     let pair = (primary, standby);
-    outage_mid_stream(pair, &redis_url, &db_url, demote, promote_standby).await;
+    let lose_primary = move |(primary, _): &(Postgres, Postgres)| lose(primary);
+    let promote_standby = |(_, standby): &(Postgres, Postgres)| standby.promote();
+    outage_mid_stream(pair, &redis_url, &db_url, lose_primary, promote_standby).await;
 }
 
 /// Once a worker is well into 30,000 queued ballots, `server` is stopped for
@@ -107,8 +107,8 @@ async fn outage_mid_stream<S: Send + 'static>(
     server: S,
     redis_url: &str,
     db_url: &str,
-    stop: fn(&S),
-    resume: fn(&S),
+    stop: impl Fn(&S) + Send + 'static,
+    resume: impl Fn(&S) + Send + 'static,
 ) {
     let mut redis = redis(redis_url).await;
     let cast = ballots(30_000, 10_000);
