@@ -129,7 +129,7 @@ impl Store {
                 &[],
             )
             .await;
-        let row = self.unless_unusable(row)?;
+        let row = self.forget_on_outage(row)?;
         Ok(row.map_or((0, 0), |r| (r.get(0), r.get(1))))
     }
 
@@ -143,7 +143,7 @@ impl Store {
             &votes.queue_seq,
         ];
         let written = client.execute(upsert, &columns).await;
-        self.unless_unusable(written).map(drop)
+        self.forget_on_outage(written).map(drop)
     }
 
     /// Forgets the connection when `result` failed for a reason other than
@@ -152,7 +152,7 @@ impl Store {
     /// connection still open. The next try opens a new one, which, with
     /// several hosts and `target_session_attrs=read-write` in DATABASE_URL,
     /// finds whichever host takes writes now.
-    fn unless_unusable<T>(
+    fn forget_on_outage<T>(
         &mut self,
         result: Result<T, tokio_postgres::Error>,
     ) -> Result<T, tokio_postgres::Error> {
