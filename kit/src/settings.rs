@@ -190,7 +190,8 @@ fn database_url(value: &str) -> Result<String, String> {
     }
     if ports > 1 && ports != hosts {
         return Err(format!(
-            "{hosts} host(s) but {ports} ports: give one port for all or one per host"
+            "{ports} ports for {hosts} host(s): give each host its port \
+             (postgres://user@h1:5432,h2:5432/db), not ?port= as well"
         ));
     }
     Ok(value.to_string())
