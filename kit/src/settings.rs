@@ -170,13 +170,31 @@ fn redis_url(value: &str) -> Result<String, String> {
         .map_err(|e| format!("expected a URL like redis://host:6379 ({e})"))
 }
 
+/// One host (`postgres://user@host:5432/db`) or several, tried in turn
+/// (`postgres://user@h1:5432,h2:5432/db?target_session_attrs=read-write`
+/// connects to whichever takes writes). What tokio-postgres would only
+/// refuse when connecting, and so retry for ever, is refused here.
 fn database_url(value: &str) -> Result<String, String> {
     let looks_like_url = value.starts_with("postgres://") || value.starts_with("postgresql://");
-    match tokio_postgres::Config::from_str(value) {
-        Ok(_) if looks_like_url => Ok(value.to_string()),
-        Ok(_) => Err("expected a URL like postgres://user:password@host:5432/db".into()),
-        Err(e) => Err(e.to_string()),
+    let config = match tokio_postgres::Config::from_str(value) {
+        Ok(_) if !looks_like_url => {
+            return Err("expected a URL like postgres://user:password@host:5432/db".into())
+        }
+        Ok(config) => config,
+        Err(e) => return Err(e.to_string()),
+    };
+    let hosts = config.get_hosts().len().max(config.get_hostaddrs().len());
+    let ports = config.get_ports().len();
+    if hosts == 0 {
+        return Err("names no host: expected postgres://user@host:5432/db".into());
     }
+    if ports > 1 && ports != hosts {
+        return Err(format!(
+            "{ports} ports for {hosts} host(s): give each host its port \
+             (postgres://user@h1:5432,h2:5432/db), not ?port= as well"
+        ));
+    }
+    Ok(value.to_string())
 }
 
 fn password_file(path: &str) -> Result<Password, String> {
@@ -350,6 +368,45 @@ mod tests {
         }
         let err = Cli::try_parse_from(["x", "--database-url", "nope"]).unwrap_err();
         assert!(err.to_string().contains("DATABASE_URL"), "{err}");
+    }
+
+    #[test]
+    fn several_hosts_are_tried_in_turn_for_the_one_that_takes_writes() {
+        let _env = env_lock();
+        let secret = SecretFile::new("multi", "s3cret");
+        let url = "postgres://app@db1:5432,db2:5433/votes?target_session_attrs=read-write";
+        let cli = Cli::try_parse_from([
+            "x",
+            "--database-url",
+            url,
+            "--postgres-password-file",
+            secret.path(),
+        ]);
+        let config = cli.unwrap().db.pg_config();
+        let hosts: Vec<String> = config
+            .get_hosts()
+            .iter()
+            .map(|h| format!("{h:?}"))
+            .collect();
+        assert_eq!(hosts, [r#"Tcp("db1")"#, r#"Tcp("db2")"#]);
+        assert_eq!(config.get_ports(), [5432, 5433]);
+        assert_eq!(
+            config.get_target_session_attrs(),
+            tokio_postgres::config::TargetSessionAttrs::ReadWrite
+        );
+        // One password for every host.
+        assert_eq!(config.get_password(), Some(&b"s3cret"[..]));
+        for bad in [
+            "postgres://app@db1,db2/votes?target_session_attrs=any-primary",
+            "postgres://app@db1:5432,db2:x/votes",
+            "postgres://app@db1,db2/votes?port=1,2,3",
+            "postgres:///votes",
+        ] {
+            let err = Cli::try_parse_from(["x", "--database-url", bad]).unwrap_err();
+            let line = first_line(&err);
+            assert!(line.contains("DATABASE_URL"), "{bad}: {line}");
+            assert_eq!(err.kind(), ErrorKind::ValueValidation, "{bad}: {line}");
+        }
     }
 
     #[test]
