@@ -43,14 +43,14 @@ cleanup() {
 trap cleanup EXIT
 
 echo "--- promtool check config / rules"
-# Its warning that /etc/prometheus-ha/patroni.yml does not exist is expected:
-# only the HA overlay mounts it.
+# Its warning that prometheus/ha/*.yml does not exist is expected: only the
+# HA overlay mounts the Patroni members there.
 promtool check config prometheus/prometheus.yml
-# As docker-compose.ha.yml mounts prometheus-ha/ at /etc/prometheus-ha:
+# As docker-compose.ha.yml mounts prometheus-ha/ over prometheus/ha/:
 # promtool then reads the Patroni members' file too.
 mkdir "$scratch/ha"
-sed "s|/etc/prometheus-ha/|$PWD/prometheus-ha/|" prometheus/prometheus.yml >"$scratch/ha/prometheus.yml"
-cp prometheus/alerts.yml "$scratch/ha/"
+cp prometheus/prometheus.yml prometheus/alerts.yml "$scratch/ha/"
+cp -r prometheus-ha "$scratch/ha/ha"
 promtool check config "$scratch/ha/prometheus.yml"
 promtool check rules prometheus/alerts.yml
 
