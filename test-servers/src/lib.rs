@@ -21,5 +21,5 @@ pub use browser::Browser;
 pub use postgres::Postgres;
 pub use process::{free_port, memory_kib, terminate};
 pub use redis::{connect as redis_connection, Redis, USERS as REDIS_USERS};
-pub use sentinel::{faketime_env, role as redis_role, RedisHa, MASTER_NAME as REDIS_MASTER_NAME};
+pub use sentinel::{role as redis_role, RedisHa, MASTER_NAME as REDIS_MASTER_NAME};
 pub use served::Served;

@@ -29,8 +29,6 @@ pub struct Redis {
     secrets: Option<PathBuf>,
     /// More `redis-server` options (`--replicaof`, ...).
     extra: Vec<String>,
-    /// More environment for it (`faketime`'s library and offset, ...).
-    env: Vec<(String, String)>,
 }
 
 impl Redis {
@@ -59,16 +57,11 @@ impl Redis {
     }
 
     /// A member of a replicated set (`RedisHa`): as `start_with_users`, with
-    /// the passwords in `secrets`, more options and environment.
-    pub(crate) fn start_member(
-        secrets: &Path,
-        extra: Vec<String>,
-        env: Vec<(String, String)>,
-    ) -> Redis {
+    /// the passwords in `secrets` and more options.
+    pub(crate) fn start_member(secrets: &Path, extra: Vec<String>) -> Redis {
         let mut redis = Redis::unstarted(true);
         redis.secrets = Some(secrets.to_path_buf());
         redis.extra = extra;
-        redis.env = env;
         redis.resume();
         redis
     }
@@ -91,7 +84,6 @@ impl Redis {
             append_only,
             secrets: None,
             extra: Vec::new(),
-            env: Vec::new(),
         }
     }
 
@@ -214,7 +206,6 @@ impl Redis {
             .args(["--protected-mode", "no", "--daemonize", "no"])
             .args(["--logfile", &self.log().to_string_lossy()])
             .args(&self.extra)
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         spawn(command, libc::SIGKILL)

@@ -39,12 +39,6 @@ impl RedisHa {
     /// as in the HA stack. Returns once the Sentinels know every member and
     /// each other, so that a failover can start at once.
     pub fn start(replicas: usize) -> RedisHa {
-        RedisHa::start_with_replica_env(replicas, Vec::new())
-    }
-
-    /// As `start`, with the replicas run in environment `env` (for example
-    /// [`faketime_env`], to set their clocks apart).
-    pub fn start_with_replica_env(replicas: usize, env: Vec<(String, String)>) -> RedisHa {
         let dir = tempfile::Builder::new()
             .prefix("test-redis-ha-")
             .tempdir()
@@ -57,13 +51,13 @@ impl RedisHa {
             "--min-replicas-max-lag".into(),
             "5".into(),
         ];
-        let primary = Redis::start_member(&secrets, guard.clone(), Vec::new());
+        let primary = Redis::start_member(&secrets, guard.clone());
         let mut members = vec![primary];
         for _ in 0..replicas {
             let mut extra = guard.clone();
             extra.extend(["--replicaof".into(), "127.0.0.1".into()]);
             extra.push(members[0].port().to_string());
-            members.push(Redis::start_member(&secrets, extra, env.clone()));
+            members.push(Redis::start_member(&secrets, extra));
         }
         let primary_port = members[0].port();
         let sentinels = (0..3)
@@ -287,25 +281,4 @@ fn query<T: redis::FromRedisValue>(url: &str, cmd: &redis::Cmd) -> redis::RedisR
     let mut connection = client.get_connection_with_timeout(Duration::from_secs(2))?;
     connection.set_read_timeout(Some(Duration::from_secs(5)))?;
     cmd.query(&mut connection)
-}
-
-/// The environment that sets a program's clock `offset` from the host's
-/// (`"-60s"`), by `faketime`'s library, preloaded: the program is the
-/// process itself, not a child of `faketime`, so killing it kills it.
-pub fn faketime_env(offset: &str) -> Vec<(String, String)> {
-    let library = [
-        "/usr/lib/x86_64-linux-gnu",
-        "/usr/lib/aarch64-linux-gnu",
-        "/usr/lib",
-    ]
-    .iter()
-    .map(|dir| Path::new(dir).join("faketime/libfaketime.so.1"))
-    .find(|candidate| candidate.is_file())
-    .unwrap_or_else(|| panic!("libfaketime not found: install it with `apt-get install faketime`"));
-    vec![
-        ("LD_PRELOAD".into(), library.to_string_lossy().into_owned()),
-        ("FAKETIME".into(), offset.into()),
-        // Redis's timers run on the monotonic clock: leave it alone.
-        ("DONT_FAKE_MONOTONIC".into(), "1".into()),
-    ]
 }

@@ -12,11 +12,16 @@ use redis::{ErrorKind, RedisError, RedisResult, Script, ServerErrorKind};
 use tokio::time::{timeout_at, Instant};
 
 use kit::outage::Outage;
+use kit::redis_primary::RedisPrimary;
 
 use crate::connection::SharedConnection;
 
 /// The longest a request waits on Redis, connecting included.
 const DEADLINE: Duration = Duration::from_millis(1500);
+
+/// With Sentinel, how long a vote waits for a replica to confirm its ballot
+/// (WAIT's timeout), within `DEADLINE`.
+const REPLICA_WAIT: Duration = Duration::from_millis(1000);
 
 /// Pause between the start-up check's attempts while Redis is away.
 const CHECK_EVERY: Duration = Duration::from_secs(1);
@@ -36,6 +41,10 @@ pub enum Failure {
     /// Sent, and no answer came in time.
     #[error("Redis did not answer within {DEADLINE:?}")]
     NoAnswer,
+    /// With Sentinel: queued on the primary, but no replica confirmed it
+    /// (WAIT) in time; a failover now could lose it.
+    #[error("queued, but no replica confirmed it: {0}")]
+    NotReplicated(String),
 }
 
 impl Failure {
@@ -48,6 +57,8 @@ impl Failure {
 
 pub struct BallotBox {
     redis: SharedConnection,
+    /// With Sentinel: a ballot counts once a replica has it too (WAIT).
+    replicated: bool,
     queue: Script,
     /// Whether the last call succeeded, so outages are logged once, not per vote.
     outage: Outage,
@@ -57,9 +68,10 @@ pub struct BallotBox {
 
 impl BallotBox {
     /// Connects lazily: the service starts (and serves the page) without Redis.
-    pub fn new(redis: redis::Client) -> BallotBox {
+    pub fn new(primary: RedisPrimary) -> BallotBox {
         BallotBox {
-            redis: SharedConnection::new(redis),
+            replicated: primary.replicated(),
+            redis: SharedConnection::new(primary),
             queue: Script::new(scripts::QUEUE),
             outage: Outage::new("redis").meanwhile("votes fail until Redis takes them"),
             unusable: OnceLock::new(),
@@ -68,7 +80,11 @@ impl BallotBox {
 
     /// Queues `voter_id`'s ballot for `option`; Redis stamps it. One
     /// `EVALSHA`; the script is loaded (and the call repeated) only when
-    /// Redis does not have it yet, as `redis::Script` does.
+    /// Redis does not have it yet, as `redis::Script` does. With Sentinel,
+    /// then `WAIT 1` on the same connection: it returns once a replica has
+    /// every write this connection sent before it, so it covers this ballot
+    /// whatever other requests' calls are pipelined around it. A primary
+    /// without replicas in reach refuses the script (NOREPLICAS): 503.
     pub async fn push(&self, voter_id: &str, option: &str) -> Result<(), Failure> {
         let mut queue = redis::cmd("EVALSHA");
         queue
@@ -77,17 +93,36 @@ impl BallotBox {
             .arg(CLOCK)
             .arg(VOTES)
             .arg(unstamped_entry(voter_id, option));
+        let replicated = self.replicated;
         let outcome = self
             .call(|mut redis| async move {
                 match queue.query_async::<()>(&mut redis).await {
                     Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
                         self.queue.load_async(&mut redis).await?;
-                        queue.query_async(&mut redis).await
+                        queue.query_async(&mut redis).await?
                     }
-                    outcome => outcome,
+                    outcome => outcome?,
                 }
+                if !replicated {
+                    return Ok(Ok(()));
+                }
+                let copies = redis::cmd("WAIT")
+                    .arg(1)
+                    .arg(REPLICA_WAIT.as_millis() as u64)
+                    .query_async::<i64>(&mut redis)
+                    .await;
+                // Queued already: from here on no answer is a refusal.
+                Ok(match copies {
+                    Ok(copies) if copies >= 1 => Ok(()),
+                    Ok(_) => Err(Failure::NotReplicated(format!(
+                        "no replica within {REPLICA_WAIT:?}"
+                    ))),
+                    Err(e) if is_error_reply(&e) => Err(Failure::NotReplicated(e.to_string())),
+                    Err(e) => return Err(e),
+                })
             })
-            .await;
+            .await
+            .and_then(|queued| queued);
         self.note(&outcome);
         outcome
     }
@@ -150,7 +185,14 @@ impl BallotBox {
         };
         match timeout_at(deadline, send(link.connection)).await {
             Ok(Ok(value)) => Ok(value),
-            Ok(Err(e)) if is_error_reply(&e) => Err(Failure::Refused(e)),
+            Ok(Err(e)) if is_error_reply(&e) => {
+                // A primary demoted to a replica (READONLY): the next call
+                // asks the Sentinels again.
+                if e.code() == Some("READONLY") {
+                    self.redis.reset(link.id);
+                }
+                Err(Failure::Refused(e))
+            }
             Ok(Err(e)) => {
                 self.redis.reset(link.id);
                 Err(Failure::Lost(e))

@@ -175,7 +175,7 @@ pub async fn serve_on(listener: TcpListener, config: Config) -> Result<(), Stopp
     let app = Arc::new(App::new(
         config.options.options(),
         hostname(),
-        BallotBox::new(config.redis.client()),
+        BallotBox::new(config.redis.primary()),
         shutdown.draining,
     ));
     tracing::info!("serving on {}", listener.local_addr()?);
