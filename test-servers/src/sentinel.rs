@@ -50,6 +50,10 @@ impl RedisHa {
             "1".into(),
             "--min-replicas-max-lag".into(),
             "5".into(),
+            // A replica syncs at once, not after the default 5 s wait for
+            // more replicas to share the transfer.
+            "--repl-diskless-sync-delay".into(),
+            "0".into(),
         ];
         let primary = Redis::start_member(&secrets, guard.clone());
         let mut members = vec![primary];
@@ -124,12 +128,18 @@ impl RedisHa {
         }
     }
 
-    /// Waits until `member` is a replica whose link to the primary is up.
+    /// Waits until `member` is a replica whose link to the primary is up,
+    /// and has written the append-only file of what it copied: until then
+    /// it refuses to shut down ("Writing initial AOF, can't exit") and
+    /// ignores the SIGTERM of a test's `stop`.
     pub fn wait_until_replicating(&self, member: &Redis) {
         let deadline = Instant::now() + PATIENCE;
-        while !admin_query::<String>(member, redis::cmd("INFO").arg("replication"))
-            .is_ok_and(|info| info.contains("master_link_status:up"))
-        {
+        let settled = |info: &String| {
+            info.contains("master_link_status:up")
+                && info.contains("aof_rewrite_in_progress:0")
+                && info.contains("aof_rewrite_scheduled:0")
+        };
+        while !admin_query::<String>(member, &redis::cmd("INFO")).is_ok_and(|info| settled(&info)) {
             assert!(
                 Instant::now() < deadline,
                 "member {} is not replicating after {PATIENCE:?}",
