@@ -129,9 +129,13 @@ async fn a_ballot_answered_200_is_on_a_replica_already() {
     for i in 0..20 {
         assert_eq!(vote(port, &format!("voter-{i}"), "a").await, 200);
     }
-    // No waiting: WAIT returned only once the replica had each of them.
+    // At once, so that one WAIT covers many of them (vote's `Replicas`).
+    let at_once = (20..100).map(|i| async move { vote(port, &format!("voter-{i}"), "b").await });
+    let statuses = futures_util::future::join_all(at_once).await;
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    // No waiting: each was answered only once the replica had it.
     let on_replica = list(&ha.members()[1], VOTES).await;
-    assert_eq!(on_replica.len(), 20, "{on_replica:?}");
+    assert_eq!(on_replica.len(), 100, "{on_replica:?}");
 
     // A name the Sentinels do not know can never work: vote and the worker
     // stop with one line naming it.

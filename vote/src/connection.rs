@@ -40,6 +40,7 @@ struct Live {
 
 /// A connection handed to one caller, and which one it is, so that a caller
 /// who saw it fail drops it and not a newer one.
+#[derive(Clone)]
 pub struct Link {
     pub connection: MultiplexedConnection,
     pub id: u64,

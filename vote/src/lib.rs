@@ -5,6 +5,7 @@ mod ballot_box;
 mod connection;
 mod form;
 mod page;
+mod replicas;
 mod routes;
 mod voter;
 
