@@ -11,6 +11,7 @@ pub mod memory;
 pub mod metrics;
 pub mod outage;
 pub mod redis_error;
+pub mod redis_primary;
 pub mod settings;
 pub mod shutdown;
 pub mod telemetry;

@@ -36,8 +36,13 @@ pub struct Worker {
 
 impl Worker {
     pub fn start(redis_url: &str, database_url: &str) -> Worker {
+        Worker::start_with(redis_url, database_url, &[])
+    }
+
+    /// As `start`, with `extra` flags (`--redis-sentinels`, ...).
+    pub fn start_with(redis_url: &str, database_url: &str, extra: &[&str]) -> Worker {
         let stop = CancellationToken::new();
-        let config = worker::Config::embedded(redis_url, database_url);
+        let config = worker::Config::embedded_with(redis_url, database_url, extra);
         let task = tokio::spawn(worker::run(config, stop.clone()));
         Worker {
             stop,

@@ -5,6 +5,7 @@ mod ballot_box;
 mod connection;
 mod form;
 mod page;
+mod replicas;
 mod routes;
 mod voter;
 
@@ -175,7 +176,7 @@ pub async fn serve_on(listener: TcpListener, config: Config) -> Result<(), Stopp
     let app = Arc::new(App::new(
         config.options.options(),
         hostname(),
-        BallotBox::new(config.redis.client()),
+        BallotBox::new(config.redis.primary()),
         shutdown.draining,
     ));
     tracing::info!("serving on {}", listener.local_addr()?);

@@ -3,6 +3,8 @@
 //! both answer now, and the schema is current) and `/metrics`.
 
 use std::sync::Arc;
+
+use kit::redis_primary::RedisPrimary;
 use std::time::Duration;
 
 use axum::extract::State;
@@ -17,7 +19,7 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 /// What `/readyz` asks: a fresh connection to each store, so it tells the
 /// truth even while the worker's own loop sits idle in a blocking take.
 pub struct Probe {
-    pub redis: redis::Client,
+    pub redis: Arc<RedisPrimary>,
     pub database: tokio_postgres::Config,
     /// The worker's own finding: a queue key it cannot use.
     pub bad_keys: Arc<crate::BadKeys>,
@@ -56,8 +58,9 @@ async fn readyz(State(ready): State<Arc<Ready>>) -> Response {
     })
 }
 
-async fn ping_redis(client: &redis::Client) -> Result<(), String> {
+async fn ping_redis(primary: &RedisPrimary) -> Result<(), String> {
     let ping = async {
+        let client = primary.client().await?;
         let mut connection = client.get_multiplexed_async_connection().await?;
         redis::cmd("PING").query_async::<()>(&mut connection).await
     };
