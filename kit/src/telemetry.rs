@@ -33,15 +33,14 @@ pub fn init() {
 }
 
 /// A service's logging: to stderr in `format`, and first a line saying
-/// which build starts (`vote 0.1.0 (commit 4f2a9c1) starting`, with
-/// `version` and `commit` as fields in JSON), so every log shows what ran.
+/// which build starts (`vote starting version="0.1.0" commit="4f2a9c1"`;
+/// in JSON, `version` and `commit` are fields), so every log shows what ran.
 pub fn init_service(service: &str, format: LogFormat) {
     init_as(format);
     tracing::info!(
         version = crate::version::VERSION,
         commit = crate::version::COMMIT,
-        "{service} {} starting",
-        crate::version::describe()
+        "{service} starting"
     );
 }
 

@@ -40,7 +40,11 @@ async fn bad_requests_leave_the_log_quiet() {
     })
     .await;
     // The first line says which build started.
-    let starting = format!("result {} starting", kit::version::describe());
+    let starting = format!(
+        "result starting version=\"{}\" commit=\"{}\"",
+        kit::version::VERSION,
+        kit::version::COMMIT
+    );
     let first = result.log().first().cloned().unwrap_or_default();
     assert!(first.ends_with(&starting), "{first}");
     let started_with = result.log().len();
