@@ -41,6 +41,8 @@ command -v chromedriver >/dev/null || need+=(chromium-driver)
 # ss and nsenter count a replica's connections inside its container.
 command -v ss >/dev/null || need+=(iproute2)
 command -v nsenter >/dev/null || need+=(util-linux)
+# curl reads the console page of the monitoring profile's Prometheus.
+command -v curl >/dev/null || need+=(curl)
 install_packages "${need[@]}"
 ensure_dockerd
 if docker compose version >/dev/null 2>&1; then
@@ -431,6 +433,11 @@ echo "500 queued ballots survived the Redis restart"
 # The stopped worker's target has left Prometheus's DNS discovery; the
 # alert allows 30 s more.
 check_within 120 alert WorkerDown
+# The console page lists it (its own alerts section: the same on the
+# upstream and the offline Prometheus image).
+# (A here-string: grep -q leaving a pipe early would fail the pipeline.)
+grep -q '<td>WorkerDown</td>' <<<"$(curl -fsS "$PROMETHEUS_URL/consoles/voting.html")" ||
+    fail "the console page does not list the firing WorkerDown"
 compose start worker
 check wait-tally --since "$before" --plus b=500
 check_within 60 alert --resolved WorkerDown
