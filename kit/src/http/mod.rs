@@ -1,7 +1,7 @@
 //! The HTTP side every service shares: a route table whose entries carry
 //! their metric names, the probes (`/healthz`, `/readyz`, `/metrics`),
-//! `/version`, a plain 404 for anything else, and the layers around every answer
-//! (security headers, timing).
+//! `/version`, a plain 404 for anything else, and the layers around every
+//! answer (security headers, timing).
 
 mod headers;
 mod server;
