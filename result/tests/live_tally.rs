@@ -289,7 +289,10 @@ async fn more_options_from_settings() {
     insert_votes(&db, &[("v1", "a"), ("v2", "b"), ("v3", "c")]).await;
     wait_until_total(port, 3).await;
     let page = get_text(port, "/").await;
-    assert!(page.contains(">34%</span>") && page.contains(">33%</span>"), "{page}");
+    assert!(
+        page.contains(">34%</span>") && page.contains(">33%</span>"),
+        "{page}"
+    );
 }
 
 async fn wait_until_total(port: u16, total: i64) {
