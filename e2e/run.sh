@@ -21,6 +21,10 @@ export PROMETHEUS_URL=http://127.0.0.1:${PROMETHEUS_PORT:-9090}
 # gateway), and together they send up to about 1,000 requests in 10 s (the
 # half-open connections' phase); above that, the limit's own phase floods.
 export EDGE_RATE_LIMIT=2000
+# The commit every image is built from and every service must tell
+# (docker-compose.yml passes it to the build).
+GIT_COMMIT=${GIT_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}
+export GIT_COMMIT
 
 E2E_NAME=e2e
 # shellcheck source=e2e/lib.sh
@@ -37,6 +41,8 @@ command -v chromedriver >/dev/null || need+=(chromium-driver)
 # ss and nsenter count a replica's connections inside its container.
 command -v ss >/dev/null || need+=(iproute2)
 command -v nsenter >/dev/null || need+=(util-linux)
+# curl reads the console page of the monitoring profile's Prometheus.
+command -v curl >/dev/null || need+=(curl)
 install_packages "${need[@]}"
 ensure_dockerd
 if docker compose version >/dev/null 2>&1; then
@@ -130,8 +136,20 @@ prometheus_bound=$(docker port "$(container prometheus)" 9090/tcp | xargs)
     fail "Prometheus should be published on 127.0.0.1 only, not on $prometheus_bound"
 echo "published: the edge on every interface, Prometheus on $prometheus_bound"
 
-phase "the edge: public routes only (/metrics, /readyz... 404)"
+phase "the edge: public routes only (/metrics, /readyz, /version... 404)"
 check public-routes
+
+phase "every service tells its build ($GIT_COMMIT): /version, the pages"
+# /version on each replica's own port, on the back tier (the edge does not
+# serve it); both pages through the edge, every replica.
+for service_port in vote:5000 result:5001 worker:5002; do
+    for id in $(containers "${service_port%:*}"); do
+        check version --url "http://$(address "$id" back-tier):${service_port#*:}" \
+            --service "${service_port%:*}" --commit "$GIT_COMMIT"
+    done
+done
+check builds --page vote --requests 12 --expect-commit "$GIT_COMMIT"
+check builds --page result --requests 8 --expect-commit "$GIT_COMMIT"
 
 phase "database roles: each service as its own, none as the superuser"
 # migrate ran once as the owner and exited 0; the worker, result replicas
@@ -170,12 +188,20 @@ expect=()
 for id in $(containers vote); do expect+=(--expect "$(docker inspect -f '{{.Config.Hostname}}' "$id")"); done
 check served-by --requests 30 "${expect[@]}"
 
-phase "seed profile (3,000 ballots) with --verify, shares"
+phase "seed profile (3,000 ballots) with --verify, shares; the scale kept"
 before=$(check tally)
 servers_before=$(check edge-servers --stats "$STATS" --backend vote)
-compose run --rm --no-deps seed
+# As the README says to run it.
+compose run --rm seed
 check wait-tally --since "$before" --plus a=2000 --plus b=1000
 check shares --stats "$STATS" --since "$servers_before" --min-share 0.10
+# `up seed` scaled vote and result back to one replica each while seed had
+# a depends_on; now neither way touches them.
+compose up seed
+[[ $(containers vote | wc -l) == "$VOTE_REPLICAS" && $(containers result | wc -l) == "$RESULT_REPLICAS" ]] ||
+    fail "running the seed profile changed the scale: $(containers vote | wc -l) vote, $(containers result | wc -l) result replicas"
+in_rotation $VOTE_REPLICAS $RESULT_REPLICAS
+check wait-tally --since "$before" --plus a=4000 --plus b=2000
 # No worker or vote replica has restarted yet, so their counters cover the
 # whole run: every ballot in the tally, seed's 3,000 included, was queued
 # by a vote replica and applied by the worker.
@@ -407,6 +433,11 @@ echo "500 queued ballots survived the Redis restart"
 # The stopped worker's target has left Prometheus's DNS discovery; the
 # alert allows 30 s more.
 check_within 120 alert WorkerDown
+# The console page lists it (its own alerts section: the same on the
+# upstream and the offline Prometheus image).
+# (A here-string: grep -q leaving a pipe early would fail the pipeline.)
+grep -q '<td>WorkerDown</td>' <<<"$(curl -fsS "$PROMETHEUS_URL/consoles/voting.html")" ||
+    fail "the console page does not list the firing WorkerDown"
 compose start worker
 check wait-tally --since "$before" --plus b=500
 check_within 60 alert --resolved WorkerDown

@@ -14,7 +14,12 @@
 # 4. Every query of the Grafana dashboards is valid PromQL (with its
 #    variables filled in as e2e does), and every panel has one.
 # 5. The console template renders: a throwaway Prometheus serves
-#    /consoles/voting.html (no data: nothing to scrape here).
+#    /consoles/voting.html (no data: nothing to scrape here). Every link on it and every Prometheus address in the READMEs leads to
+#    a path both Prometheus images serve: upstream's v2.42.0 serves its
+#    React UI (/alerts, /targets, /graph...) and no classic pages, the
+#    offline one (Debian's build) only the classic UI under /classic/ and
+#    a redirect from /graph; both serve /consoles/ and /api/v1/
+#    (upstream's web/web.go, v2.42.0). Each is asked of Debian's build here.
 # 6. docker-compose.yml publishes Prometheus and Grafana on the host's
 #    loopback unless MONITORING_BIND says otherwise, and Grafana lets nobody
 #    in without logging in, admin's password from a secret file (Grafana's
@@ -150,6 +155,24 @@ if command -v prometheus >/dev/null; then
     [[ $status == 200 ]] || fail "/consoles/voting.html answered $status: $(head -c 500 "$scratch/voting.html")"
     grep -q 'id="throughput"' "$scratch/voting.html" || fail "/consoles/voting.html lacks its graphs"
     echo "ok: /consoles/voting.html renders"
+    # Links within the page (#alerts) need no server; the rest, HTML
+    # entities undone, must be a path both images serve and answer here.
+    links=$({
+        grep -oE '<a [^>]*href="[^"#][^"]*"' "$scratch/voting.html" | sed -E 's/.*href="([^"]*)"/\1/; s/&amp;/\&/g'
+        grep -ohE 'http://localhost:9090/[^ )`"<]*' ../README.md README.md ../e2e/README.md | sed 's|^http://localhost:9090||'
+    } | sort -u)
+    [[ -n $links ]] || fail "no link found on the console page"
+    for link in $links; do
+        case $link in
+            /graph | /graph\?* | /consoles/* | /api/v1/*) ;;
+            *) fail "$link (on the console page or in a README) is not served by both Prometheus images" ;;
+        esac
+        status=$(curl -sS -L -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port$link")
+        [[ $status == 200 ]] || fail "$link answered $status on Debian's Prometheus"
+    done
+    grep -q 'id="alerts"' "$scratch/voting.html" && grep -q 'id="targets"' "$scratch/voting.html" ||
+        fail "/consoles/voting.html lacks its alerts or targets section"
+    echo "ok: all $(wc -w <<<"$links") links (the console page's, the READMEs' Prometheus addresses) answer, on paths both images serve"
 else
     echo "skipped: no prometheus binary (apt-get install prometheus)"
 fi

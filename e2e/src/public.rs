@@ -32,8 +32,9 @@ const RESULT_PUBLIC: &[(&str, u16)] = &[
     ("/ws", 400),
 ];
 
-/// Paths every service serves that are no business of the public's.
-const INTERNAL: &[&str] = &["/metrics", "/readyz", "/healthz", "/stats"];
+/// Paths every service serves that are no business of the public's (a
+/// version tells an attacker which known bugs to try).
+const INTERNAL: &[&str] = &["/metrics", "/readyz", "/healthz", "/version", "/stats"];
 
 /// Every public path answers as it should through the edge; every internal
 /// one gets the edge's 404. One line per port on success.

@@ -1,7 +1,7 @@
 //! What every service of the voting app does the same way, written once:
 //! settings and the exit for one that can never work, logs, metrics, the
 //! HTTP server with its timeouts, security headers and probes, a two-step
-//! shutdown, and waiting out an outage.
+//! shutdown, waiting out an outage, and which build and replica answered.
 
 pub mod db_error;
 pub mod healthcheck;
@@ -15,6 +15,7 @@ pub mod redis_primary;
 pub mod settings;
 pub mod shutdown;
 pub mod telemetry;
+pub mod version;
 
 use std::process::ExitCode;
 

@@ -278,6 +278,19 @@ fn database_url(value: &str) -> Result<String, String> {
     Ok(value.to_string())
 }
 
+/// A page's address for a link to it (`RESULT_PAGE_URL`, `VOTE_PAGE_URL`):
+/// an absolute http or https URL, as the browser must be able to follow it
+/// from anywhere.
+pub fn page_url(value: &str) -> Result<String, String> {
+    let expected = "expected an address like http://localhost:5001";
+    let uri: axum::http::Uri = value.parse().map_err(|e| format!("{expected} ({e})"))?;
+    let web = matches!(uri.scheme_str(), Some("http" | "https"));
+    if !web || uri.host().is_none_or(str::is_empty) {
+        return Err(expected.to_string());
+    }
+    Ok(value.to_string())
+}
+
 fn password_file(path: &str) -> Result<Password, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
     let password = text.trim_end_matches(['\n', '\r']);
@@ -430,6 +443,28 @@ mod tests {
             retired_rocket_setting(&command, vars(&["ROCKET_WORKERS"])),
             None
         );
+    }
+
+    #[test]
+    fn a_page_url_must_be_an_absolute_web_address() {
+        for good in [
+            "http://localhost:5001",
+            "https://results.example.com/",
+            "http://10.0.0.7:31001/results",
+        ] {
+            assert_eq!(page_url(good).as_deref(), Ok(good));
+        }
+        for bad in [
+            "",
+            "localhost:5001",
+            "/results",
+            "ftp://host/",
+            "http://",
+            "http://a b/",
+        ] {
+            let why = page_url(bad).unwrap_err();
+            assert!(why.starts_with("expected an address like"), "{bad}: {why}");
+        }
     }
 
     #[test]

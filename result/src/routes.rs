@@ -37,7 +37,7 @@ const DATABASE_DOWN: (StatusCode, &str) =
 async fn page(State(app): State<Arc<App>>) -> Html<String> {
     let feed = app.feed.borrow().clone();
     let tally = feed.latest.as_ref().map(|p| &p.tally);
-    let page = ResultsPage::new(&app.options, tally, feed.live);
+    let page = ResultsPage::new(&app.options, tally, feed.live, &app.page);
     Html(page.render().expect("the results page renders"))
 }
 

@@ -41,6 +41,12 @@ pub struct Config {
     #[command(flatten)]
     pub options: OptionArgs,
 
+    /// The results page's address, which the vote page links to (as a
+    /// browser reaches it: the edge's port 5001 on this machine by default).
+    #[arg(long, env = "RESULT_PAGE_URL", default_value = "http://localhost:5001",
+          value_parser = kit::settings::page_url, global = true)]
+    pub result_page_url: String,
+
     #[command(flatten)]
     pub log: kit::telemetry::LogArgs,
 
@@ -96,12 +102,13 @@ impl App {
     fn new(
         options: ballot::VoteOptions,
         hostname: String,
+        result_page_url: &str,
         ballot_box: BallotBox,
         draining: CancellationToken,
     ) -> App {
         let labels: Vec<&str> = options.iter().map(|o| o.label.as_str()).collect();
         let title = format!("{}!", labels.join(" vs "));
-        let pages = page::Pages::new(&options, &title, &hostname);
+        let pages = page::Pages::new(&options, &title, &hostname, result_page_url);
         let choice_cookies = options
             .iter()
             .map(|o| (o.id, voter::set_cookie(voter::CHOICE, o.id)))
@@ -175,7 +182,8 @@ pub async fn serve_on(listener: TcpListener, config: Config) -> Result<(), Stopp
     kit::metrics::Metrics::install("vote");
     let app = Arc::new(App::new(
         config.options.options(),
-        hostname(),
+        kit::version::hostname(),
+        &config.result_page_url,
         BallotBox::new(config.redis.primary()),
         shutdown.draining,
     ));
@@ -203,14 +211,4 @@ fn check_redis_settings(app: &App, redis_url: String, shutdown: CancellationToke
             _ = shutdown.cancelled() => {}
         }
     });
-}
-
-/// The container ID under Docker (its hostname), else the machine's name.
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .map(|name| name.trim().to_string())
-        .filter(|name| !name.is_empty())
-        .unwrap_or_else(|| "unknown".into())
 }

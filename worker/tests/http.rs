@@ -90,10 +90,14 @@ async fn metrics_follow_the_ballots() {
     let before = wait_for(port, "/metrics", 200).await;
     assert_eq!(sample(&before, "worker_ballots_applied_total"), Some(0.0));
     assert_eq!(sample(&before, "worker_ballots_dead_total"), Some(0.0));
-    assert_eq!(
-        sample(&before, "worker_build_info{version=\"0.1.0\"}"),
-        Some(1.0)
+    let build = format!(
+        "worker_build_info{{version=\"{}\",commit=\"{}\"}}",
+        kit::version::VERSION,
+        kit::version::COMMIT
     );
+    assert_eq!(sample(&before, &build), Some(1.0), "{before}");
+    let version = wait_for(port, "/version", 200).await;
+    assert_eq!(version, kit::version::json("worker"));
     for process_metric in ["process_resident_memory_bytes", "process_open_fds"] {
         assert!(
             sample(&before, process_metric).is_some_and(|v| v > 0.0),
@@ -186,6 +190,11 @@ fn log_format_json_makes_every_line_a_json_object() {
         .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
         .collect();
     assert!(lines.len() >= 2, "{stderr}");
+    // The first says which build started (kit::telemetry::init_service).
+    let first = &lines[0]["fields"];
+    assert_eq!(first["version"], kit::version::VERSION, "{stderr}");
+    assert_eq!(first["commit"], kit::version::COMMIT, "{stderr}");
+    assert_eq!(first["message"], "worker starting", "{stderr}");
     let last = lines.last().unwrap();
     assert_eq!(last["level"], "ERROR", "{last}");
     let message = last["fields"]["message"].as_str().unwrap();

@@ -1,7 +1,7 @@
 //! The HTTP side every service shares: a route table whose entries carry
-//! their metric names, the probes (`/healthz`, `/readyz`, `/metrics`), a
-//! plain 404 for anything else, and the layers around every answer
-//! (security headers, timing).
+//! their metric names, the probes (`/healthz`, `/readyz`, `/metrics`),
+//! `/version`, a plain 404 for anything else, and the layers around every
+//! answer (security headers, timing).
 
 mod headers;
 mod server;
@@ -78,17 +78,19 @@ impl<S: Clone + Send + Sync + 'static> Routes<S> {
         self
     }
 
-    /// The service: these routes with `state`; any other path or method
-    /// answered by `not_found` (no log line, so a scanner cannot flood the
-    /// log); every answer timed into `<service>_http_request_duration_seconds`
-    /// and carrying the security headers.
+    /// The service: these routes and `/version` with `state`; any other
+    /// path or method answered by `not_found` (no log line, so a scanner
+    /// cannot flood the log); every answer timed into
+    /// `<service>_http_request_duration_seconds` and carrying the security
+    /// headers.
     pub fn finish<H: Handler<T, S>, T: 'static>(
         self,
         state: S,
         service: &'static str,
         not_found: H,
     ) -> App {
-        let router = self
+        let this = self.get("version", "/version", move || version(service));
+        let router = this
             .router
             // A method a path does not take is as unknown as the path.
             .method_not_allowed_fallback(not_found.clone())
@@ -96,7 +98,7 @@ impl<S: Clone + Send + Sync + 'static> Routes<S> {
             .with_state(state);
         let timing = timing::Layer::new(
             format!("{service}_http_request_duration_seconds"),
-            self.names,
+            this.names,
         );
         App {
             router,
@@ -138,6 +140,15 @@ async fn metrics() -> Response {
     let kind = HeaderValue::from_static(crate::metrics::CONTENT_TYPE);
     let text = crate::metrics::Metrics::installed().map_or_else(String::new, |m| m.render());
     ([(CONTENT_TYPE, kind)], text).into_response()
+}
+
+/// Which build this is: `{"service","version","commit"}` (see
+/// [`crate::version`]). On the service's own port only, like the probes:
+/// the edge does not pass it on, since a version tells an attacker which
+/// known bugs to try.
+async fn version(service: &'static str) -> Response {
+    let kind = HeaderValue::from_static("application/json");
+    ([(CONTENT_TYPE, kind)], crate::version::json(service)).into_response()
 }
 
 /// The 404 of a service without a page of its own: plain text.
