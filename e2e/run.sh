@@ -41,7 +41,8 @@ command -v chromedriver >/dev/null || need+=(chromium-driver)
 # ss and nsenter count a replica's connections inside its container.
 command -v ss >/dev/null || need+=(iproute2)
 command -v nsenter >/dev/null || need+=(util-linux)
-# curl reads the console page of the monitoring profile's Prometheus.
+# curl reads the console page of the monitoring profile's Prometheus and
+# flips a replica's readiness switch on its own port.
 command -v curl >/dev/null || need+=(curl)
 install_packages "${need[@]}"
 ensure_dockerd
@@ -388,6 +389,69 @@ echo "while the replica drained: ${failed:-0} failed, ${unknown:-0} unknown outc
 ((${failed:-0} + ${unknown:-0} == 0)) ||
     fail "${failed:-0} failed and ${unknown:-0} unknown-outcome requests while a replica drained (target 0)"
 docker start "$victim" >/dev/null
+in_rotation $VOTE_REPLICAS $RESULT_REPLICAS
+
+phase "readiness switch: a vote replica out of the edge and back, under load"
+# POST /readyz/disable on the replica's own port (the back tier; the edge
+# answers 404 to it, see "public routes" above): its /readyz answers 503,
+# the edge takes it out with no request failing, and it serves what it has.
+before=$(check tally)
+seed_in_background 1000 --votes=6000 --split=1:1 --concurrency=20 --rate=600
+victim=$(containers vote | sed -n 2p)
+victim_ip=$(address "$victim" back-tier)
+ips=()
+for ip in $(addresses "$victim"); do ips+=(--ip "$ip"); done
+slot=$(check server-name --stats "$STATS" "${ips[@]}")
+curl -fsS -X POST "http://$victim_ip:5000/readyz/disable"
+check drain --stats "$STATS" --name "$slot" --within 5
+[[ $(curl -s -o /dev/null -w '%{http_code}' "http://$victim_ip:5000/readyz") == 503 ]] ||
+    fail "vote $victim_ip answers /readyz with 200 while switched off"
+curl -fsS -X POST "http://$victim_ip:5000/readyz/enable"
+in_rotation $VOTE_REPLICAS $RESULT_REPLICAS
+seed_finish
+requests=$(printf '%s\n' "$seed_out" | sed -n 's/^requests *//p')
+failed=$(printf '%s\n' "$requests" | grep -oE '[0-9]+ failed' | cut -d' ' -f1 || true)
+unknown=$(printf '%s\n' "$requests" | grep -oE '[0-9]+ unknown' | cut -d' ' -f1 || true)
+echo "while the replica was switched off: ${failed:-0} failed, ${unknown:-0} unknown outcome"
+((seed_status == 0 && ${failed:-0} + ${unknown:-0} == 0)) ||
+    fail "seed exited $seed_status with ${failed:-0} failed, ${unknown:-0} unknown requests while a replica was switched off (target 0)"
+check wait-tally --since "$before" --plus a=3000 --plus b=3000
+# Back in rotation, it answers again: each replica serves some of 30 pages.
+check served-by --requests 30 "${expect[@]}"
+
+phase "demo fault: a vote replica refusing half the votes (VoteRefusingBallots fires, nothing lost)"
+# One more replica, with DEMO_REFUSE_FRACTION (the others are kept as they
+# are). seed votes on it directly (not through the edge, which would pass a
+# 503 on to another replica): about half its ballots get 503, and every one
+# that got a 200 must be counted, no more.
+DEMO_REFUSE_FRACTION=0.5 compose up -d --no-deps --no-recreate --scale vote=$((VOTE_REPLICAS + 1)) vote
+faulty=
+for id in $(containers vote); do
+    if docker inspect -f '{{range .Config.Env}}{{println .}}{{end}}' "$id" | grep -qx 'DEMO_REFUSE_FRACTION=0.5'; then
+        faulty=$id
+    fi
+done
+[[ -n $faulty ]] || fail "no vote replica has DEMO_REFUSE_FRACTION=0.5"
+wait_healthy vote
+before=$(check tally)
+seed_run=$(compose run -d --no-deps seed --verify=http://edge:5081 --timeout="${CONVERGE_WITHIN}s" \
+    --votes=2400 --split=1:1 --concurrency=4 --rate=20 "http://$(address "$faulty" front-tier):5000/")
+# A minute and more of refusals: the alert's `for`.
+check_within 240 alert VoteRefusingBallots
+seed_finish
+requests=$(printf '%s\n' "$seed_out" | sed -n 's/^requests *//p')
+refused=$(printf '%s\n' "$seed_out" | sed -n 's/^failures *//p' | grep -oE 'HTTP 503: [0-9]+' | cut -d' ' -f3 || true)
+failed=$(printf '%s\n' "$requests" | grep -oE '[0-9]+ failed' | cut -d' ' -f1 || true)
+unknown=$(printf '%s\n' "$requests" | grep -oE '[0-9]+ unknown' | cut -d' ' -f1 || true)
+grep -q '^consistent   after' <<<"$seed_out" ||
+    fail "seed --verify did not find exactly the accepted ballots counted"
+((${refused:-0} > 0 && ${failed:-0} == ${refused:-0} && ${unknown:-0} == 0)) ||
+    fail "expected only 503s among the failures: ${failed:-0} failed (${refused:-0} HTTP 503), ${unknown:-0} unknown"
+echo "${refused} of 2400 ballots refused (503), the rest counted exactly"
+# The replica counted each as refused, the metric the alert reads.
+check_within 60 prom-at-least --min "$refused" 'sum(vote_ballots_total{outcome="refused"})'
+docker stop "$faulty" >/dev/null
+docker rm "$faulty" >/dev/null
 in_rotation $VOTE_REPLICAS $RESULT_REPLICAS
 
 phase "1,100 half-open connections at :5000"

@@ -188,7 +188,8 @@ pub enum Check {
         more: u32,
     },
     /// Through the edge, every public path of vote and result answers and
-    /// every internal one (/metrics, /readyz...) gets the edge's 404.
+    /// every internal one (/metrics, /readyz, POST /readyz/disable...) gets
+    /// the edge's 404.
     PublicRoutes,
     /// One client address floods FLOOD_URL (vote through the edge) with
     /// ballots: past LIMIT it must get 429s with Retry-After, while the

@@ -1,9 +1,11 @@
 //! What every service of the voting app does the same way, written once:
 //! settings and the exit for one that can never work, logs, metrics, the
 //! HTTP server with its timeouts, security headers and probes, a two-step
-//! shutdown, waiting out an outage, and which build and replica answered.
+//! shutdown, waiting out an outage, which build and replica answered, and
+//! faults on demand for demos.
 
 pub mod db_error;
+pub mod demo;
 pub mod healthcheck;
 pub mod http;
 pub mod limits;

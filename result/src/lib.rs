@@ -53,6 +53,8 @@ pub struct Config {
     #[arg(long, env = "SHUTDOWN_DRAIN", default_value_t = 4,
           value_parser = clap::value_parser!(u64).range(0..=60))]
     pub shutdown_drain: u64,
+    #[command(flatten)]
+    pub demo: kit::demo::DemoArgs,
 }
 
 /// What every request handler and socket needs, built once at start.
@@ -98,7 +100,7 @@ pub async fn serve_on(listener: TcpListener, config: Config) -> Result<(), Stopp
         },
         sockets: TaskTracker::new(),
         draining: shutdown.draining,
-        readiness: kit::http::Readiness::default(),
+        readiness: kit::http::Readiness::new(!config.demo.demo_start_not_ready),
         stop: shutdown.stop.clone(),
     });
     tracing::info!("serving on {}", listener.local_addr()?);
@@ -110,7 +112,8 @@ pub async fn serve_on(listener: TcpListener, config: Config) -> Result<(), Stopp
         stop.cancel();
         unusable
     });
-    kit::http::serve(listener, routes::app(Arc::clone(&app)), shutdown.stop).await;
+    let routes = routes::app(Arc::clone(&app), config.demo.demo_delay);
+    kit::http::serve(listener, routes, shutdown.stop).await;
     close_sockets(&app.sockets).await;
     match following.await {
         Ok(Some(line)) => Err(Stopped::Unusable(line)),

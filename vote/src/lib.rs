@@ -62,6 +62,16 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(0..=60))]
     pub shutdown_drain: u64,
 
+    #[command(flatten)]
+    pub demo: kit::demo::DemoArgs,
+
+    /// Demo fault: refuse this fraction of votes (0 to 1, e.g. 0.1), picked
+    /// at random, as when Redis is down: 503 "not recorded", nothing
+    /// queued, counted as `vote_ballots_total{outcome="refused"}`. Off
+    /// unless set.
+    #[arg(long, env = "DEMO_REFUSE_FRACTION", value_parser = kit::demo::fraction, global = true)]
+    pub demo_refuse_fraction: Option<kit::demo::Fraction>,
+
     /// The old name of WORKER_THREADS, from when vote ran on Rocket.
     #[arg(long, env = "ROCKET_WORKERS", hide = true, global = true)]
     pub rocket_workers: Option<NonZeroUsize>,
@@ -96,6 +106,8 @@ pub struct App {
     /// Cancelled once shutting down: `/readyz` answers 503 from then on.
     draining: CancellationToken,
     readiness: kit::http::Readiness,
+    /// `DEMO_REFUSE_FRACTION`: votes refused on purpose.
+    refuse: Option<kit::demo::Fraction>,
 }
 
 impl App {
@@ -105,6 +117,7 @@ impl App {
         result_page_url: &str,
         ballot_box: BallotBox,
         draining: CancellationToken,
+        config: &Config,
     ) -> App {
         let labels: Vec<&str> = options.iter().map(|o| o.label.as_str()).collect();
         let title = format!("{}!", labels.join(" vs "));
@@ -122,7 +135,8 @@ impl App {
             choice_cookies,
             outcomes: routes::Outcomes::register(),
             draining,
-            readiness: kit::http::Readiness::default(),
+            readiness: kit::http::Readiness::new(!config.demo.demo_start_not_ready),
+            refuse: config.demo_refuse_fraction,
         }
     }
 
@@ -186,10 +200,15 @@ pub async fn serve_on(listener: TcpListener, config: Config) -> Result<(), Stopp
         &config.result_page_url,
         BallotBox::new(config.redis.primary()),
         shutdown.draining,
+        &config,
     ));
+    if let Some(refuse) = app.refuse {
+        tracing::warn!("demo fault: refusing a fraction {refuse} of votes (DEMO_REFUSE_FRACTION)");
+    }
     tracing::info!("serving on {}", listener.local_addr()?);
     check_redis_settings(&app, config.redis.redis_url, shutdown.stop.clone());
-    kit::http::serve(listener, routes::app(Arc::clone(&app)), shutdown.stop).await;
+    let routes = routes::app(Arc::clone(&app), config.demo.demo_delay);
+    kit::http::serve(listener, routes, shutdown.stop).await;
     match app.ballot_box.unusable() {
         Some(reason) => Err(Stopped::Unusable(reason.to_string())),
         None => Ok(()),

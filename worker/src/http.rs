@@ -1,6 +1,7 @@
 //! The worker's small HTTP listener, so it can be watched like the other
 //! services: `/healthz` (the process serves), `/readyz` (Redis and Postgres
-//! both answer now, and the schema is current) and `/metrics`.
+//! both answer now, and the schema is current; `POST /readyz/disable` and
+//! `/readyz/enable` switch it) and `/metrics`.
 
 use std::sync::Arc;
 
@@ -32,13 +33,17 @@ struct Ready {
 }
 
 pub fn app(probe: Probe) -> App {
-    let ready = Ready {
+    let ready = Arc::new(Ready {
         probe,
         readiness: Readiness::default(),
-    };
+    });
+    // The switch as on vote and result, for one way to watch every
+    // service; the worker is in no load balancer's rotation, so switching
+    // it off changes only what /readyz answers (Kubernetes' rollouts and
+    // `docker ps` follow it), never which ballots it takes.
     Routes::new()
-        .get("readyz", "/readyz", readyz)
-        .finish(Arc::new(ready), "worker", not_found)
+        .readyz(readyz, &ready.readiness)
+        .finish(Arc::clone(&ready), "worker", not_found)
 }
 
 async fn readyz(State(ready): State<Arc<Ready>>) -> Response {

@@ -81,6 +81,30 @@ async fn ready_only_while_redis_and_postgres_answer() {
     wait_for(port, "/readyz", 200).await;
 }
 
+/// The readiness switch vote and result have: off, /readyz answers 503
+/// with both stores up, and it is logged once; on again, 200.
+#[tokio::test]
+async fn the_readiness_switch_turns_readyz_off_and_on() {
+    let (redis_url, database_url) = fresh();
+    let port = free_port();
+    let worker = Worker::start(&redis_url, &database_url, port);
+    wait_for(port, "/readyz", 200).await;
+    let http = reqwest::Client::new();
+    let switch = |to: &str| {
+        http.post(format!("http://127.0.0.1:{port}/readyz/{to}"))
+            .send()
+    };
+    assert_eq!(switch("disable").await.unwrap().status().as_u16(), 200);
+    assert_eq!(
+        get(port, "/readyz").await.unwrap(),
+        (503, "not ready\n".into())
+    );
+    assert_eq!(switch("disable").await.unwrap().status().as_u16(), 200);
+    assert_eq!(worker.logged("readiness switched off").len(), 1);
+    assert_eq!(switch("enable").await.unwrap().status().as_u16(), 200);
+    assert_eq!(get(port, "/readyz").await.unwrap().0, 200);
+}
+
 #[tokio::test]
 async fn metrics_follow_the_ballots() {
     let (redis_url, db_url) = fresh();
