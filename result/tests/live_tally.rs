@@ -411,7 +411,7 @@ async fn on_sigterm_every_websocket_is_told_the_service_is_going_away() {
 async fn on_sigterm_it_is_not_ready_but_serves_for_the_drain_then_exits() {
     let url = Postgres::shared().fresh_database();
     let mut result = ResultProcess::start(&url, |command| {
-        command.env("SHUTDOWN_DRAIN", "2");
+        command.env("SHUTDOWN_DRAIN", "5");
     })
     .await;
     let mut socket = connect(result.port).await;
@@ -435,7 +435,7 @@ async fn on_sigterm_it_is_not_ready_but_serves_for_the_drain_then_exits() {
     insert_votes(&db(&url).await, &[("v1", "a")]).await;
     assert_eq!(next_tally(&mut socket).await.total, 1);
     assert!(
-        signalled.elapsed() < Duration::from_secs(2),
+        signalled.elapsed() < Duration::from_secs(5),
         "the checks above took the whole drain"
     );
 
@@ -454,17 +454,19 @@ async fn on_sigterm_it_is_not_ready_but_serves_for_the_drain_then_exits() {
     }
     let took = signalled.elapsed();
     assert!(
-        took >= Duration::from_secs(2),
+        took >= Duration::from_secs(5),
         "sockets closed {took:?} after SIGTERM, before the drain was over"
     );
     let status = result.exit_within(PATIENCE).await;
     assert_eq!(status.and_then(|s| s.code()), Some(0));
-    // /readyz was asked many times while draining: logged once.
+    // /readyz was asked many times while draining: logged once. (Before
+    // the signal a busy machine may log "database unavailable" once, if
+    // /readyz was asked before the first connection was made.)
     let log = result.log();
-    let not_ready: Vec<&String> = log.iter().filter(|l| l.contains("not ready:")).collect();
-    assert_eq!(not_ready.len(), 1, "{log:#?}");
-    assert!(
-        not_ready[0].contains("not ready: shutting down"),
-        "{log:#?}"
-    );
+    let since_signal: Vec<&String> = log
+        .iter()
+        .skip_while(|l| !l.contains("not ready: shutting down"))
+        .filter(|l| l.contains("not ready:"))
+        .collect();
+    assert_eq!(since_signal.len(), 1, "{log:#?}");
 }
