@@ -92,11 +92,12 @@ for m in json.loads(sys.argv[1])["members"]:
     done
 }
 leader() { members "${1:-}" | awk '$2 == "leader" && $3 == "running" { print $1 }'; }
-# Waits up to $2 s for a running leader other than $1; prints its name.
+# Waits up to $2 s for a leader other than $1 (it holds the leader key: it
+# has promoted itself); prints its name.
 wait_new_leader() {
     local old=$1 deadline=$((SECONDS + $2)) new
     while ((SECONDS < deadline)); do
-        new=$(leader "$old")
+        new=$(members "$old" | awk '$2 == "leader" { print $1 }')
         if [[ -n $new && $new != "$old" ]]; then
             echo "$new"
             return 0

@@ -1,6 +1,7 @@
 #!/bin/sh
 # Patroni takes its passwords from the environment only: read each from its
-# secret file (PATRONI_<USER>_PASSWORD_FILE) and start it. The variables
+# secret file (PATRONI_<USER>_PASSWORD_FILE), then start Patroni, or the
+# command given (patronictl: `start.sh patronictl list`). The variables
 # live in this container's processes only.
 set -eu
 for user in SUPERUSER REPLICATION REWIND RESTAPI; do
@@ -11,4 +12,5 @@ for user in SUPERUSER REPLICATION REWIND RESTAPI; do
     fi
     export "PATRONI_${user}_PASSWORD=$(cat "$file")"
 done
-exec patroni /etc/patroni/patroni.yml
+if [ $# -eq 0 ]; then set -- patroni /etc/patroni/patroni.yml; fi
+exec "$@"
