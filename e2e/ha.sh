@@ -65,6 +65,11 @@ compose down -v --remove-orphans >/dev/null 2>&1 || true
 compose up -d edge vote result worker migrate redis db db1 db2 db3 etcd1 etcd2 etcd3
 wait_healthy etcd1 etcd2 etcd3 db1 db2 db3 db redis vote result worker edge
 STATS=http://$(address "$(container edge)" back-tier):8404
+# The members' and the worker's containers, looked up once: compose ps
+# takes about a second, too slow for the loops below. (The ids stay through
+# kill, start, disconnect and connect.)
+declare -A id
+for service in "${MEMBERS[@]}" worker; do id[$service]=$(container "$service"); done
 
 # --- The cluster as Patroni sees it, from the host over the back tier.
 now() { date +%s.%N; }
@@ -72,7 +77,7 @@ since() { python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1
 # GET a Patroni REST path ($2) of member $1 (no answer: empty).
 rest() {
     local ip
-    ip=$(address "$(container "$1")" back-tier)
+    ip=$(address "${id[$1]}" back-tier)
     [[ -n $ip ]] || return 0
     curl -fsS --max-time 2 "http://$ip:8008$2" 2>/dev/null || true
 }
@@ -136,7 +141,7 @@ wait_cluster() {
 # What member $1's Patroni says its own role is, asked inside its container
 # (so it answers while cut off): master, replica, demoted... or down.
 own_role() {
-    docker exec "$(container "$1")" python3 -c '
+    docker exec "${id[$1]}" python3 -c '
 import json, urllib.request
 print(json.load(urllib.request.urlopen("http://127.0.0.1:8008/patroni", timeout=1))["role"])' 2>/dev/null ||
         echo down
@@ -144,7 +149,7 @@ print(json.load(urllib.request.urlopen("http://127.0.0.1:8008/patroni", timeout=
 # Whether member $1's Postgres takes writes (not in recovery): t, f, or -.
 writable() {
     local answer
-    answer=$(docker exec "$(container "$1")" psql -h /var/run/postgresql -U postgres -d postgres -qAtX \
+    answer=$(docker exec "${id[$1]}" psql -h /var/run/postgresql -U postgres -d postgres -qAtX \
         -c "SET statement_timeout = 1000; SELECT NOT pg_is_in_recovery()" 2>/dev/null) || answer=-
     echo "${answer:--}"
 }
@@ -154,8 +159,8 @@ writable() {
 # it stood still while ballots were queued.
 sample_applied() {
     local ip
+    ip=$(address "${id[worker]}" back-tier)
     while :; do
-        ip=$(address "$(container worker)" back-tier)
         printf '%s %s\n' "$(now)" "$(curl -fsS --max-time 1 "http://$ip:5002/metrics" 2>/dev/null |
             awk '$1 == "worker_ballots_applied_total" { print $2 }')" >>"$1"
         sleep 0.2
@@ -204,7 +209,7 @@ members | sed 's/^/  /'
 primary=$(leader)
 [[ -n $primary ]] || fail "no leader: $(members | xargs)"
 [[ $(members | awk '$2 == "sync_standby"' | wc -l) -ge 1 ]] || fail "no synchronous standby: $(members | xargs)"
-roles=$(docker exec "$(container "$primary")" psql -h /var/run/postgresql -U postgres -d postgres -qAtX \
+roles=$(docker exec "${id[$primary]}" psql -h /var/run/postgresql -U postgres -d postgres -qAtX \
     -c "SELECT string_agg(rolname, ' ' ORDER BY rolname) FROM pg_roles WHERE rolname LIKE 'voting\_%'")
 [[ $roles == "voting_exporter voting_owner voting_result voting_worker" ]] ||
     fail "the cluster's roles are '$roles'"
@@ -237,7 +242,7 @@ under_load() {
     t_fault=$(now)
     case $fault in
         kill)
-            docker kill -s KILL "$(container "$old")" >/dev/null
+            docker kill -s KILL "${id[$old]}" >/dev/null
             echo "leader $old killed (SIGKILL)"
             ;;
         partition)
@@ -250,7 +255,7 @@ under_load() {
     echo "new leader $new $failover s after the $fault"
     case $fault in
         kill)
-            docker start "$(container "$old")" >/dev/null
+            docker start "${id[$old]}" >/dev/null
             ;;
         partition)
             wait "$watch_pid" || fail "two members were primary at once: $(cat "$work/roles.log")"
@@ -284,10 +289,9 @@ under_load() {
 # every member's own role every 0.3 s (in $work/roles.log) until it is
 # demoted and another is leader, or 60 s: fails if two say master at once.
 cut_off() {
-    local m=$1 id net
-    id=$(container "$m")
-    cut_networks=$(docker inspect -f '{{range $name, $_ := .NetworkSettings.Networks}}{{$name}} {{end}}' "$id")
-    for net in $cut_networks; do docker network disconnect "$net" "$id"; done
+    local m=$1 net
+    cut_networks=$(docker inspect -f '{{range $name, $net := .NetworkSettings.Networks}}{{$name}} {{end}}' "${id[$m]}")
+    for net in $cut_networks; do docker network disconnect "$net" "${id[$m]}"; done
     echo "leader $m cut off from $cut_networks"
     : >"$work/roles.log"
     (
@@ -311,12 +315,11 @@ cut_off() {
     background+=("$watch_pid")
 }
 reconnect() {
-    local m=$1 id net
-    id=$(container "$m")
+    local m=$1 net
     # Written while cut off, before it knew: the isolated member's Postgres
     # must not have been writable while the new leader was.
     echo "$m while cut off: writable=$(writable "$m") ($(own_role "$m"))"
-    for net in $cut_networks; do docker network connect --alias "$m" "$net" "$id"; done
+    for net in $cut_networks; do docker network connect --alias "$m" "$net" "${id[$m]}"; done
     echo "$m reconnected"
 }
 
