@@ -235,7 +235,9 @@ under_load() {
     sample_applied "$applied_log" &
     sampler_pid=$!
     background+=("$sampler_pid")
-    check websocket-log --for 150 >"$ws_log" &
+    # The tool itself in the background, not a function's subshell: killing
+    # that would leave the tool running, holding the e2e lock's descriptor.
+    "$E2E" websocket-log --for 150 >"$ws_log" &
     ws_pid=$!
     background+=("$ws_pid")
     seed_in_background 3000 "${LOAD[@]}"
