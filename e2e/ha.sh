@@ -311,13 +311,15 @@ cut_off() {
     cut_networks=$(docker inspect -f '{{range $name, $net := .NetworkSettings.Networks}}{{$name}} {{end}}' "${id[$m]}")
     for net in $cut_networks; do docker network disconnect "$net" "${id[$m]}"; done
     echo "leader $m cut off from $cut_networks"
-    # txid_current() gives the transaction an id, so its commit waits for
-    # the synchronous standby. (Its backend waits on after the client gives
-    # up; it ends when Postgres demotes, and pg_rewind drops the commit.)
+    # A temporary table writes catalog rows, so its commit waits for the
+    # synchronous standby (a transaction that wrote no WAL, such as one that
+    # only took an id with txid_current(), commits without waiting). Its
+    # backend waits on after the client gives up; it ends when Postgres
+    # demotes, and pg_rewind drops the commit.
     # In the background, so the failover is timed meanwhile.
     (
         if timeout 5 docker exec "${id[$m]}" psql -h /var/run/postgresql -U postgres -d postgres -qAtX \
-            -c "SELECT txid_current()" >/dev/null 2>&1; then
+            -c "CREATE TEMPORARY TABLE ha_probe ()" >/dev/null 2>&1; then
             echo acknowledged
         else
             echo "not acknowledged within 5 s"
