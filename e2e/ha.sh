@@ -140,11 +140,15 @@ wait_cluster() {
     done
 }
 # What member $1's Patroni says its own role is, asked inside its container
-# (so it answers while cut off): master, replica, demoted... or down.
+# (so it answers while cut off): primary (role master and Postgres running:
+# a demoting member keeps role master while its Postgres shuts down),
+# otherwise role/state (replica/running, master/stopping, ...), or down.
 own_role() {
     docker exec "${id[$1]}" python3 -c '
 import json, urllib.request
-print(json.load(urllib.request.urlopen("http://127.0.0.1:8008/patroni", timeout=1))["role"])' 2>/dev/null ||
+me = json.load(urllib.request.urlopen("http://127.0.0.1:8008/patroni", timeout=1))
+role, state = me["role"], me.get("state", "-")
+print("primary" if role in ("master", "primary") and state == "running" else role + "/" + state)' 2>/dev/null ||
         echo down
 }
 # Whether member $1's Postgres takes writes (not in recovery): t, f, or -.
@@ -268,8 +272,8 @@ under_load() {
             wait "$watch_pid" || true
             # When the cut-off primary stopped calling itself one, and how
             # long two members did (it could acknowledge nothing meanwhile).
-            demoted=$(awk -v m="$old=master" 'index($0, m) == 0 { print $1; exit }' "$work/roles.log")
-            both=$(awk -v m="$old=master" 'index($0, m) && gsub(/=master/, "&") > 1' "$work/roles.log" | wc -l)
+            demoted=$(awk -v m="$old=primary" 'index($0, m) == 0 { print $1; exit }' "$work/roles.log")
+            both=$(awk -v m="$old=primary" 'index($0, m) && gsub(/=primary/, "&") > 1' "$work/roles.log" | wc -l)
             if [[ -n $demoted ]]; then
                 echo "$old demoted itself $(since "$t_fault" "$demoted") s after the cut; samples with two members calling themselves primary: $both of $(wc -l <"$work/roles.log")"
             else
@@ -334,7 +338,7 @@ cut_off() {
             line=""
             for member in "${MEMBERS[@]}"; do line+="$member=$(own_role "$member") "; done
             echo "$(date +%s.%N) $line" >>"$work/roles.log"
-            if [[ $line != *"$m=master"* && $line == *=master* ]]; then exit 0; fi
+            if [[ $line != *"$m=primary"* && $line == *=primary* ]]; then exit 0; fi
             sleep 0.3
         done
     ) &
