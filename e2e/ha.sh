@@ -315,15 +315,16 @@ cut_off() {
     cut_networks=$(docker inspect -f '{{range $name, $net := .NetworkSettings.Networks}}{{$name}} {{end}}' "${id[$m]}")
     for net in $cut_networks; do docker network disconnect "$net" "${id[$m]}"; done
     echo "leader $m cut off from $cut_networks"
-    # A temporary table writes catalog rows, so its commit waits for the
-    # synchronous standby (a transaction that wrote no WAL, such as one that
-    # only took an id with txid_current(), commits without waiting). Its
-    # backend waits on after the client gives up; it ends when Postgres
-    # demotes, and pg_rewind drops the commit.
+    # A transactional logical message writes WAL, so its commit waits for
+    # the synchronous standby (a transaction that wrote no WAL, such as one
+    # that only took an id with txid_current(), commits without waiting).
+    # Not a temporary table: dropping it when the backend exits is another
+    # commit waiting for the standby, and that wait held the cut-off
+    # member's shutdown (its demotion) until the network came back.
     # In the background, so the failover is timed meanwhile.
     (
         if timeout 5 docker exec "${id[$m]}" psql -h /var/run/postgresql -U postgres -d postgres -qAtX \
-            -c "CREATE TEMPORARY TABLE ha_probe ()" >/dev/null 2>&1; then
+            -c "SELECT pg_logical_emit_message(true, 'ha', 'probe')" >/dev/null 2>&1; then
             echo acknowledged
         else
             echo "not acknowledged within 5 s"
