@@ -1,4 +1,4 @@
-# Shared by e2e/run.sh and e2e/swarm.sh (sourced): phases with their times,
+# Shared by e2e/run.sh, e2e/ha.sh and e2e/swarm.sh (sourced): phases with their times,
 # failing with one line, and a Docker engine that answers.
 # The sourcing script sets E2E_NAME (the prefix of its output lines).
 
@@ -47,4 +47,88 @@ ensure_dockerd() {
         sleep 1
     done
     fail "dockerd did not start; see /var/log/dockerd-e2e.log"
+}
+
+# --- The compose stack (run.sh, ha.sh). The sourcing script defines
+# compose() (the command with its files and profiles, from $COMPOSE) and
+# sets COMPOSE_PROJECT_NAME, HEALTHY_WITHIN and CONVERGE_WITHIN (seconds),
+# and STATS (the edge's stats URL) once the stack is up.
+
+# Compose v2 if the engine has it, else v1 (Debian's docker-compose): COMPOSE.
+find_compose() {
+    if docker compose version >/dev/null 2>&1; then
+        COMPOSE=(docker compose)
+    else
+        COMPOSE=(docker-compose)
+    fi
+    echo "using: ${COMPOSE[*]} ($("${COMPOSE[@]}" version --short 2>/dev/null || true))"
+}
+
+# The check tool (the e2e crate): check and check_within run it.
+build_check_tool() {
+    cargo build -q -p e2e
+    E2E=${CARGO_TARGET_DIR:-$PWD/target}/debug/e2e
+}
+check() { "$E2E" --timeout "$CONVERGE_WITHIN" "$@"; }
+check_within() {
+    local seconds=$1
+    shift
+    "$E2E" --timeout "$seconds" "$@"
+}
+
+containers() { compose ps -q "$1"; }
+# sed, not head: head leaves early and docker dies of SIGPIPE (pipefail).
+container() { containers "$1" | sed -n 1p; }
+state() {
+    docker inspect -f '{{if .State.Health}}{{.State.Health.Status}}{{else}}{{.State.Status}}{{end}}' "$1"
+}
+wait_healthy() {
+    local deadline=$((SECONDS + HEALTHY_WITHIN)) service id
+    for service in "$@"; do
+        for id in $(containers "$service"); do
+            until [[ $(state "$id") =~ ^(healthy|running)$ ]]; do
+                ((SECONDS < deadline)) || fail "$service ($id) is $(state "$id") after ${HEALTHY_WITHIN}s"
+                sleep 1
+            done
+        done
+    done
+    echo "healthy: $*"
+}
+# A container's address on one of the stack's networks.
+address() {
+    docker inspect -f "{{with index .NetworkSettings.Networks \"${COMPOSE_PROJECT_NAME}_$2\"}}{{.IPAddress}}{{end}}" "$1"
+}
+addresses() { docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}' "$1"; }
+
+# Starts a bounded seed run in the background (its container's id in
+# $seed_run), through the edge, verifying against the tally; returns once
+# the edge has passed on its first $1 ballots.
+seed_in_background() {
+    local first=$1 sent
+    shift
+    sent=$(check traffic --stats "$STATS")
+    seed_run=$(compose run -d --no-deps seed --verify=http://edge:5081 \
+        --timeout="${CONVERGE_WITHIN}s" "$@" http://edge:5080/)
+    check wait-traffic --stats "$STATS" --above $((sent + first)) >/dev/null
+    [[ $(docker inspect -f '{{.State.Status}}' "$seed_run") == running ]] ||
+        fail "the seed run ended before the step it loads"
+}
+# Waits for it; its output in $seed_out, its exit status in $seed_status.
+seed_finish() {
+    seed_status=$(timeout $((CONVERGE_WITHIN + 120)) docker wait "$seed_run") ||
+        fail "the seed run did not end"
+    seed_out=$(docker logs "$seed_run" 2>&1)
+    docker rm -f "$seed_run" >/dev/null
+    seed_run=
+    printf '%s\n' "$seed_out" | grep -E '^(target|requests|failures|unknown|votes|throughput|latency|consistent|seed:)' || true
+}
+
+# From the finished run's $seed_out: its requests line in $requests, and
+# how many failed and how many had an unknown outcome in $failed, $unknown.
+seed_counts() {
+    requests=$(printf '%s\n' "$seed_out" | sed -n 's/^requests *//p')
+    failed=$(printf '%s\n' "$requests" | grep -oE '[0-9]+ failed' | cut -d' ' -f1 || true)
+    unknown=$(printf '%s\n' "$requests" | grep -oE '[0-9]+ unknown' | cut -d' ' -f1 || true)
+    failed=${failed:-0}
+    unknown=${unknown:-0}
 }

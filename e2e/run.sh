@@ -46,13 +46,8 @@ command -v nsenter >/dev/null || need+=(util-linux)
 command -v curl >/dev/null || need+=(curl)
 install_packages "${need[@]}"
 ensure_dockerd
-if docker compose version >/dev/null 2>&1; then
-    COMPOSE=(docker compose)
-else
-    COMPOSE=(docker-compose)
-fi
+find_compose
 compose() { "${COMPOSE[@]}" --profile seed --profile monitoring "$@"; }
-echo "using: ${COMPOSE[*]} ($("${COMPOSE[@]}" version --short 2>/dev/null || true))"
 # 1,100 half-open connections need as many file descriptors here.
 hard=$(ulimit -Hn)
 if [[ $hard == unlimited ]] || ((hard > 65536)); then hard=65536; fi
@@ -81,14 +76,7 @@ phase "base images (offline-images.sh)"
 e2e/offline-images.sh
 
 phase "check tool (cargo build -p e2e)"
-cargo build -q -p e2e
-E2E=${CARGO_TARGET_DIR:-$PWD/target}/debug/e2e
-check() { "$E2E" --timeout "$CONVERGE_WITHIN" "$@"; }
-check_within() {
-    local seconds=$1
-    shift
-    "$E2E" --timeout "$seconds" "$@"
-}
+build_check_tool
 
 phase "service images (compose build)"
 compose build
@@ -97,30 +85,7 @@ phase "up: $VOTE_REPLICAS vote and $RESULT_REPLICAS result replicas behind the e
 compose down -v --remove-orphans >/dev/null 2>&1 || true
 compose up -d --scale vote=$VOTE_REPLICAS --scale result=$RESULT_REPLICAS \
     edge vote result worker migrate redis db prometheus redis-exporter postgres-exporter
-containers() { compose ps -q "$1"; }
-# sed, not head: head leaves early and docker dies of SIGPIPE (pipefail).
-container() { containers "$1" | sed -n 1p; }
-state() {
-    docker inspect -f '{{if .State.Health}}{{.State.Health.Status}}{{else}}{{.State.Status}}{{end}}' "$1"
-}
-wait_healthy() {
-    local deadline=$((SECONDS + HEALTHY_WITHIN)) service id
-    for service in "$@"; do
-        for id in $(containers "$service"); do
-            until [[ $(state "$id") =~ ^(healthy|running)$ ]]; do
-                ((SECONDS < deadline)) || fail "$service ($id) is $(state "$id") after ${HEALTHY_WITHIN}s"
-                sleep 1
-            done
-        done
-    done
-    echo "healthy: $*"
-}
 wait_healthy db redis vote result worker edge prometheus redis-exporter postgres-exporter
-# A container's address on one of the stack's networks.
-address() {
-    docker inspect -f "{{with index .NetworkSettings.Networks \"${COMPOSE_PROJECT_NAME}_$2\"}}{{.IPAddress}}{{end}}" "$1"
-}
-addresses() { docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}' "$1"; }
 # The stats port is not published: the host reaches it on the back tier.
 STATS=http://$(address "$(container edge)" back-tier):8404
 echo "edge stats: $STATS/stats"
@@ -276,28 +241,6 @@ done
 [[ $(redis_cli_as vote ping) == PONG ]] || fail "vote's Redis user cannot log in"
 echo "without a user: NOAUTH; vote may not LRANGE or DEL votes, the worker may not FLUSHALL or CONFIG"
 psql_db() { compose exec -T db psql -q -v ON_ERROR_STOP=1 -U "${POSTGRES_USER:-postgres}" -d "${POSTGRES_DB:-postgres}" "$@"; }
-# Starts a bounded seed run in the background (its container's id in
-# $seed_run), through the edge, verifying against the tally; returns once
-# the edge has passed on its first $1 ballots.
-seed_in_background() {
-    local first=$1 sent
-    shift
-    sent=$(check traffic --stats "$STATS")
-    seed_run=$(compose run -d --no-deps seed --verify=http://edge:5081 \
-        --timeout="${CONVERGE_WITHIN}s" "$@" http://edge:5080/)
-    check wait-traffic --stats "$STATS" --above $((sent + first)) >/dev/null
-    [[ $(docker inspect -f '{{.State.Status}}' "$seed_run") == running ]] ||
-        fail "the seed run ended before the step it loads"
-}
-# Waits for it; its output in $seed_out, its exit status in $seed_status.
-seed_finish() {
-    seed_status=$(timeout $((CONVERGE_WITHIN + 120)) docker wait "$seed_run") ||
-        fail "the seed run did not end"
-    seed_out=$(docker logs "$seed_run" 2>&1)
-    docker rm -f "$seed_run" >/dev/null
-    seed_run=
-    printf '%s\n' "$seed_out" | grep -E '^(target|requests|failures|unknown|votes|throughput|latency|consistent|seed:)' || true
-}
 
 phase "tiers; kill -9 the worker with a batch in flight"
 before=$(check tally)
@@ -380,14 +323,12 @@ wait "$stop_pid"
 seed_finish
 consistent=$(printf '%s\n' "$seed_out" | grep '^consistent' || true)
 [[ -n $consistent ]] || fail "seed --verify did not find every accepted ballot counted"
-requests=$(printf '%s\n' "$seed_out" | sed -n 's/^requests *//p')
-failed=$(printf '%s\n' "$requests" | grep -oE '[0-9]+ failed' | cut -d' ' -f1 || true)
-unknown=$(printf '%s\n' "$requests" | grep -oE '[0-9]+ unknown' | cut -d' ' -f1 || true)
-echo "while the replica drained: ${failed:-0} failed, ${unknown:-0} unknown outcome ($requests)"
+seed_counts
+echo "while the replica drained: $failed failed, $unknown unknown outcome ($requests)"
 # It says it is not ready and serves on until the edge has taken it out
 # (SHUTDOWN_DRAIN), then stops: no request is on its way to it by then.
-((${failed:-0} + ${unknown:-0} == 0)) ||
-    fail "${failed:-0} failed and ${unknown:-0} unknown-outcome requests while a replica drained (target 0)"
+((failed + unknown == 0)) ||
+    fail "$failed failed and $unknown unknown-outcome requests while a replica drained (target 0)"
 docker start "$victim" >/dev/null
 in_rotation $VOTE_REPLICAS $RESULT_REPLICAS
 

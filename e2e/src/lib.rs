@@ -181,6 +181,13 @@ pub enum Check {
         #[arg(long, default_value = "60", value_parser = seconds)]
         idle: Duration,
     },
+    /// Follow the result websocket through the edge for FOR seconds
+    /// (reconnecting when it closes) and print `<unix ms> <total>` for each
+    /// tally it receives.
+    WebsocketLog {
+        #[arg(long = "for", value_parser = seconds)]
+        duration: Duration,
+    },
     /// Headless Chromium: the results page through the edge goes live and
     /// shows a vote clicked on the vote page, and MORE cast by the form.
     BrowserLive {
@@ -426,6 +433,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 survived.replica,
                 survived.reconnected_after.as_secs_f64()
             );
+        }
+        Check::WebsocketLog { duration } => {
+            let seen = websocket::log_tallies(&stack, duration).await?;
+            eprintln!("{seen} tallies received in {duration:?}");
         }
         Check::BrowserLive { more } => {
             let report = browser::live_page(&stack, more, cli.timeout).await?;

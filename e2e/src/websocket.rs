@@ -175,3 +175,37 @@ async fn vote_and_see(
         }
     }
 }
+
+/// Follows the result websocket for `duration`, reconnecting (as the results
+/// page does) whenever it closes, and prints one line per tally received:
+/// `<unix milliseconds> <total>`, flushed at once, so that a script can tell
+/// when the tally moved relative to an event it timed itself (e2e/ha.sh: a
+/// failover). Fails only if no tally arrives at all.
+pub async fn log_tallies(stack: &Stack, duration: Duration) -> anyhow::Result<u64> {
+    let url = stack.websocket_url();
+    let end = Instant::now() + duration;
+    let mut seen = 0;
+    while Instant::now() < end {
+        let Ok(mut socket) = connect(&url, Duration::from_secs(2)).await else {
+            sleep(Duration::from_millis(250)).await;
+            continue;
+        };
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            match next_tally(&mut socket, left).await {
+                Ok(tally) => {
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)?
+                        .as_millis();
+                    println!("{now} {}", tally.total);
+                    std::io::stdout().flush()?;
+                    seen += 1;
+                }
+                // Closed (the replica went) or the time is up.
+                Err(_) => break,
+            }
+        }
+    }
+    ensure!(seen > 0, "{url}: no tally in {duration:?}");
+    Ok(seen)
+}

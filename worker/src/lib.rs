@@ -58,6 +58,13 @@ pub struct Config {
     #[arg(long, env = "BATCH_SIZE", default_value_t = 1000,
           value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub batch_size: u32,
+    /// Seconds one write to Postgres (a batch's upsert and commit, with the
+    /// connect before it) may take before the worker drops the connection
+    /// and retries on a new one, as in an outage: a primary cut off the
+    /// network never answers and never closes the connection.
+    #[arg(long, env = "WRITE_TIMEOUT", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub write_timeout: u64,
     /// Seconds a worker's heartbeat outlives it: after that, other workers
     /// return the ballots it held to the queue.
     #[arg(long, env = "HEARTBEAT_TTL", default_value_t = 10,
@@ -203,7 +210,10 @@ async fn work(
             config.batch_size as usize,
             config.dead_letters_max as usize,
         ),
-        store: Store::new(config.database.pg_config()),
+        store: Store::new(
+            config.database.pg_config(),
+            Duration::from_secs(config.write_timeout),
+        ),
         // Every option id counts, labelled or not: a vote replica with more
         // options than this worker knows must not have its ballots dropped.
         options: VoteOptions::every_id(),
@@ -445,6 +455,12 @@ impl Worker {
                 }
                 Err(Failure::Outage(e)) => {
                     if !self.postgres_down(&e, shutdown).await {
+                        return None;
+                    }
+                }
+                Err(Failure::Stalled(bound)) => {
+                    let why = format!("no answer within {} s", bound.as_secs());
+                    if !self.postgres_health.wait(&why, shutdown).await {
                         return None;
                     }
                 }

@@ -29,6 +29,11 @@ pub enum Failure {
     /// Postgres is unreachable, unwell, or no longer the primary (a
     /// read-only standby now): back off, then retry on a new connection.
     Outage(tokio_postgres::Error),
+    /// No answer within the write timeout (the `Duration`): the host may
+    /// be cut off, its reply never coming and no FIN or RST ending the
+    /// connection. The connection is dropped: back off, then retry on a
+    /// new one, as for an outage.
+    Stalled(Duration),
 }
 
 /// Connects once and creates or upgrades the schema (`worker migrate`).
@@ -63,13 +68,16 @@ async fn open(config: &tokio_postgres::Config) -> Result<Client, tokio_postgres:
 pub struct Store {
     config: tokio_postgres::Config,
     connected: Option<(Client, Statement)>,
+    /// Longest one upsert (with the connect before it) may take.
+    write_timeout: Duration,
 }
 
 impl Store {
-    pub fn new(config: tokio_postgres::Config) -> Self {
+    pub fn new(config: tokio_postgres::Config, write_timeout: Duration) -> Self {
         Store {
             config: with_connect_timeout(config),
             connected: None,
+            write_timeout,
         }
     }
 
@@ -100,13 +108,13 @@ impl Store {
         if votes.is_empty() {
             return Ok(Vec::new());
         }
-        match self.upsert(votes).await {
+        match self.upsert(votes).await? {
             Err(e) if is_bad_data(&e) => {}
             other => return other.map(|()| Vec::new()).map_err(classify),
         }
         let mut refused = Vec::new();
         for row in votes.rows() {
-            match self.upsert(&row).await {
+            match self.upsert(&row).await? {
                 Ok(()) => {}
                 Err(e) if is_bad_data(&e) => refused.push((row.entries[0], db_error::explain(&e))),
                 // Rows already written are replayed as no-ops on the retry.
@@ -133,17 +141,35 @@ impl Store {
         Ok(row.map_or((0, 0), |r| (r.get(0), r.get(1))))
     }
 
-    async fn upsert(&mut self, votes: &Votes) -> Result<(), tokio_postgres::Error> {
-        self.connect().await?;
-        let (client, upsert) = self.connected.as_ref().expect("connected above");
-        let columns: [&(dyn ToSql + Sync); 4] = [
-            &votes.voter_ids,
-            &votes.votes,
-            &votes.cast_at,
-            &votes.queue_seq,
-        ];
-        let written = client.execute(upsert, &columns).await;
-        self.forget_on_outage(written).map(drop)
+    /// One upsert, bounded by the write timeout. Over a cut network a
+    /// COMMIT's reply never comes and nothing closes the connection, so
+    /// unbounded the worker would wait for TCP to give up (minutes) while
+    /// another host has been promoted. On expiry the connection is
+    /// dropped; the batch stays taken and its replay on the next
+    /// connection is a no-op for whatever did commit (see UPSERT).
+    async fn upsert(
+        &mut self,
+        votes: &Votes,
+    ) -> Result<Result<(), tokio_postgres::Error>, Failure> {
+        let bound = self.write_timeout;
+        let write = async {
+            self.connect().await?;
+            let (client, upsert) = self.connected.as_ref().expect("connected above");
+            let columns: [&(dyn ToSql + Sync); 4] = [
+                &votes.voter_ids,
+                &votes.votes,
+                &votes.cast_at,
+                &votes.queue_seq,
+            ];
+            client.execute(upsert, &columns).await
+        };
+        match tokio::time::timeout(bound, write).await {
+            Ok(written) => Ok(self.forget_on_outage(written).map(drop)),
+            Err(_) => {
+                self.connected = None;
+                Err(Failure::Stalled(bound))
+            }
+        }
     }
 
     /// Forgets the connection when `result` failed for a reason other than

@@ -100,6 +100,59 @@ async fn failover_mid_stream(lose: fn(&Postgres)) {
     outage_mid_stream(pair, &redis_url, &db_url, lose_primary, promote_standby).await;
 }
 
+/// A write that never answers, as on a primary cut off the network (here:
+/// another session holds `votes` locked). After `--write-timeout` the
+/// worker drops the connection and retries on a new one with backoff, so
+/// several of its sessions come to wait; once the lock goes, the batch is
+/// replayed, and the stalled sessions' writes, landing too, change nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_that_never_answers_is_dropped_after_the_write_timeout_and_replayed() {
+    let (redis_url, db_url) = fresh();
+    let mut redis = redis(&redis_url).await;
+    let first = ballots(100, 100);
+    enqueue(&mut redis, &json(&first)).await;
+    let worker = InProcess::start(&redis_url, &db_url, &["--write-timeout", "1"]);
+    wait_drained(&mut redis, DRAIN).await;
+
+    let blocker = postgres(&db_url).await;
+    blocker
+        .batch_execute("BEGIN; LOCK TABLE votes IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let cast: Vec<_> = first.into_iter().chain(ballots(2_000, 300)).collect();
+    enqueue(&mut redis, &json(&cast[100..])).await;
+    // Asked on a connection of its own: inside the blocker's transaction
+    // pg_stat_activity would stay as first read.
+    let observer = postgres(&db_url).await;
+    let waiting = "SELECT count(*) FROM pg_stat_activity \
+                   WHERE datname = current_database() AND wait_event_type = 'Lock'";
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let sessions: i64 = observer.query_one(waiting, &[]).await.unwrap().get(0);
+        if sessions >= 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the worker never gave up on its stalled write"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (left, taken) = queued(&mut redis).await;
+    assert!(
+        left > 0 || !taken.is_empty(),
+        "drained while votes was locked"
+    );
+    blocker.batch_execute("ROLLBACK").await.unwrap();
+
+    wait_drained(&mut redis, DRAIN).await;
+    worker.stop().await;
+    assert_eq!(dead_letters(&mut redis).await, Vec::<String>::new());
+    let db = postgres(&db_url).await;
+    assert_stored(&db, &last_ballots(&cast)).await;
+    assert_tallies_exact(&db).await;
+}
+
 /// Once a worker is well into 30,000 queued ballots, `server` is stopped for
 /// a second and resumed; then every voter's latest ballot must be stored,
 /// and none dead-lettered.
