@@ -118,6 +118,7 @@ pause=$(write_pause <(awk '{ printf "%.3f %s\n", $1 / 1000, $2 }' "$ws_log") "$t
 ws_moved=$(moved_after "$ws_log" "$t_new")
 kill "$ws_pid" 2>/dev/null || true
 wait "$ws_pid" 2>/dev/null || true
+ws_pid=
 note "swarm: docker kill of $victim (primary $old): new primary $new after $failover s, write pause $pause s (tally), $failed failed, $unknown unknown of ${LOAD[0]#--votes=} ballots (+ changes); websocket moved ${ws_moved:-never} s after the promotion; every ballot that got a 200 counted, each voter's last choice"
 python3 -c "import sys; sys.exit(float(sys.argv[1]) > float(sys.argv[2]))" "$failover" "$FAILOVER_WITHIN" ||
     fail "failover took $failover s (limit $FAILOVER_WITHIN s)"

@@ -87,6 +87,8 @@ cleanup() {
     fi
     printf '\n=== swarm: tear down\n'
     if [[ -n $seed_run ]]; then docker rm -f "$seed_run" >/dev/null 2>&1 || true; fi
+    # SWARM_HA's websocket log, if a failure left it running.
+    if [[ -n ${ws_pid:-} ]]; then kill "$ws_pid" 2>/dev/null || true; fi
     local node
     for node in "${NODES[@]}"; do
         docker rm -f "$node" >/dev/null 2>&1 || true
@@ -292,6 +294,44 @@ in_rotation() {
 }
 in_rotation 2 2
 
+# A seed run from the host's Docker, on the nodes' network, through the
+# edge, verifying against the result service: in the background ($seed_run)
+# until seed_finish.
+seed_start() {
+    seed_run=$(docker run -d --name "$PREFIX-seed" --network "$PREFIX" voting-seed \
+        --verify="$RESULT_URL" --timeout="${SEED_TIMEOUT}s" "$@" "$VOTE_URL/")
+}
+# Waits until the tally has grown by $1 since $before: a load has begun.
+seed_loading() {
+    local first=$1 start
+    start=$(total "$before")
+    grown() {
+        [[ $(docker inspect -f '{{.State.Status}}' "$seed_run") == running ]] ||
+            fail "the seed run ended before the step it loads"
+        (($(total "$(check tally)") >= start + first))
+    }
+    wait_for 60 "the seed run's first $first ballots counted" grown
+}
+total() { sed -nE 's/.*"total":([0-9]+).*/\1/p' <<<"$1"; }
+# Waits for it; its output in $seed_out, its exit status in $seed_status,
+# failed and unknown-outcome requests in $failed and $unknown.
+seed_finish() {
+    seed_status=$(timeout $((SEED_TIMEOUT * 3 + 120)) docker wait "$seed_run") ||
+        fail "the seed run did not end"
+    seed_out=$(docker logs "$seed_run" 2>&1)
+    docker rm -f "$seed_run" >/dev/null
+    seed_run=
+    printf '%s\n' "$seed_out" | grep -E '^(requests|failures|unknown|votes|throughput|latency|consistent|seed:)' || true
+    local requests
+    requests=$(printf '%s\n' "$seed_out" | sed -n 's/^requests *//p')
+    failed=$(grep -oE '[0-9]+ failed' <<<"$requests" | cut -d' ' -f1 || true)
+    unknown=$(grep -oE '[0-9]+ unknown' <<<"$requests" | cut -d' ' -f1 || true)
+    failed=${failed:-0}
+    unknown=${unknown:-0}
+    grep -q '^consistent' <<<"$seed_out" ||
+        fail "seed --verify did not find every ballot that got a 200 counted"
+}
+
 if [[ -n $HA ]]; then
     # shellcheck source=e2e/swarm-ha.sh
     source e2e/swarm-ha.sh
@@ -375,44 +415,6 @@ vote_hosts() {
 }
 # shellcheck disable=SC2046 # one --expect HOST pair per replica
 check served-by --requests 20 $(vote_hosts)
-
-# A seed run from the host's Docker, on the nodes' network, through the
-# edge, verifying against the result service: in the background ($seed_run)
-# until seed_finish.
-seed_start() {
-    seed_run=$(docker run -d --name "$PREFIX-seed" --network "$PREFIX" voting-seed \
-        --verify="$RESULT_URL" --timeout="${SEED_TIMEOUT}s" "$@" "$VOTE_URL/")
-}
-# Waits until the tally has grown by $1 since $before: a load has begun.
-seed_loading() {
-    local first=$1 start
-    start=$(total "$before")
-    grown() {
-        [[ $(docker inspect -f '{{.State.Status}}' "$seed_run") == running ]] ||
-            fail "the seed run ended before the step it loads"
-        (($(total "$(check tally)") >= start + first))
-    }
-    wait_for 60 "the seed run's first $first ballots counted" grown
-}
-total() { sed -nE 's/.*"total":([0-9]+).*/\1/p' <<<"$1"; }
-# Waits for it; its output in $seed_out, its exit status in $seed_status,
-# failed and unknown-outcome requests in $failed and $unknown.
-seed_finish() {
-    seed_status=$(timeout $((SEED_TIMEOUT * 3 + 120)) docker wait "$seed_run") ||
-        fail "the seed run did not end"
-    seed_out=$(docker logs "$seed_run" 2>&1)
-    docker rm -f "$seed_run" >/dev/null
-    seed_run=
-    printf '%s\n' "$seed_out" | grep -E '^(requests|failures|unknown|votes|throughput|latency|consistent|seed:)' || true
-    local requests
-    requests=$(printf '%s\n' "$seed_out" | sed -n 's/^requests *//p')
-    failed=$(grep -oE '[0-9]+ failed' <<<"$requests" | cut -d' ' -f1 || true)
-    unknown=$(grep -oE '[0-9]+ unknown' <<<"$requests" | cut -d' ' -f1 || true)
-    failed=${failed:-0}
-    unknown=${unknown:-0}
-    grep -q '^consistent' <<<"$seed_out" ||
-        fail "seed --verify did not find every ballot that got a 200 counted"
-}
 
 phase "seed --verify through the edge (3,000 ballots, 2:1)"
 before=$(check tally)
