@@ -35,6 +35,12 @@ ENV CARGO_PROFILE_RELEASE_STRIP=symbols
 COPY --from=skeleton /skeleton/ ./
 RUN cargo build --release --locked -p vote -p worker -p result -p seed
 COPY . .
+# The commit this is built from, which every service tells (kit's version
+# module reads it at compile time; no git in the build): compose passes
+# GIT_COMMIT from the environment, e2e from `git rev-parse --short HEAD`.
+# Declared after the dependency layer, so a new commit rebuilds only the
+# workspace's own crates.
+ARG GIT_COMMIT=unknown
 # Newer than the skeleton's build, so cargo rebuilds the workspace crates.
 RUN find . -path ./target -prune -o -name '*.rs' -exec touch {} + \
     && cargo build --release --locked -p vote -p worker -p result -p seed
@@ -43,6 +49,9 @@ RUN find . -path ./target -prune -o -name '*.rs' -exec touch {} + \
 # about 20 MB under the binary (debian:bookworm-slim alone is 75 MB).
 FROM gcr.io/distroless/cc-debian12:nonroot AS runtime
 USER 65532:65532
+# The same commit on the image, for `docker inspect`.
+ARG GIT_COMMIT=unknown
+LABEL org.opencontainers.image.revision=$GIT_COMMIT
 
 FROM runtime AS vote
 COPY --from=build /src/target/release/vote /usr/local/bin/vote

@@ -12,9 +12,11 @@
 #   DURATION=30s CONNECTIONS=128 bench/vote.sh
 #   bench/vote.sh /path/to/old/vote    # also that binary, in the same run
 #
-# The current vote is measured twice: as is, and while /metrics is scraped
-# every SCRAPE_EVERY (default 1 s, far more often than Prometheus would),
-# to show what metrics cost the hot path.
+# The current vote is measured three times: as is; while /metrics is
+# scraped every SCRAPE_EVERY (default 1 s, far more often than Prometheus
+# would), to show what metrics cost the hot path; and with Sentinel
+# (REDIS_SENTINELS: a replica of the same Redis and one Sentinel), where each
+# ballot waits for the replica (WAIT): what that promise costs.
 #
 # Binaries come from $CARGO_TARGET_DIR (or target/). Each server gets WARMUP
 # of load first (not counted). Needs: cargo, redis-server, redis-cli, wrk,
@@ -42,6 +44,23 @@ BIN=$(release_dir)
 
 init_servers vote
 start_redis
+
+# For the run with Sentinel: a replica of that Redis and one Sentinel
+# (quorum 1; no failover happens here).
+mkdir "$TMP/replica" "$TMP/sentinel"
+replica_port=$(free_port)
+start_service redis-replica "$TMP/replica.log" \
+	redis-server --port "$replica_port" --bind 127.0.0.1 --save "" --appendonly no \
+	--dir "$TMP/replica" --logfile "$TMP/replica.log" --daemonize no \
+	--replicaof 127.0.0.1 "$REDIS_PORT"
+replicating() { redis-cli -p "$replica_port" info replication | grep -q master_link_status:up; }
+wait_for redis-replica replicating
+sentinel_port=$(free_port)
+echo "sentinel monitor voting 127.0.0.1 $REDIS_PORT 1" >"$TMP/sentinel.conf"
+start_service redis-sentinel "$TMP/sentinel.log" \
+	redis-server "$TMP/sentinel.conf" --sentinel --port "$sentinel_port" --bind 127.0.0.1 \
+	--dir "$TMP/sentinel" --logfile "$TMP/sentinel.log" --daemonize no
+wait_for redis-sentinel redis-cli -p "$sentinel_port" ping
 
 cat >"$TMP/post.lua" <<'LUA'
 wrk.method = "POST"
@@ -109,15 +128,17 @@ scrape() { # scrape PORT
 	done
 }
 
-# One run each: name|binary|scrape (empty: no scraping).
-RUNS=("vote|$BIN/vote|" "vote, scraped|$BIN/vote|scrape")
-for extra in "$@"; do RUNS+=("$(basename "$extra")|$extra|"); done
+# One run each: name|binary|scrape (empty: no scraping)|REDIS_SENTINELS.
+RUNS=("vote|$BIN/vote||" "vote, scraped|$BIN/vote|scrape|"
+	"vote, WAIT|$BIN/vote||127.0.0.1:$sentinel_port")
+for extra in "$@"; do RUNS+=("$(basename "$extra")|$extra||"); done
 for run in "${RUNS[@]}"; do
-	IFS='|' read -r name vote_bin scraping <<<"$run"
+	IFS='|' read -r name vote_bin scraping sentinels <<<"$run"
 	redis_cli del votes >/dev/null
 	port=$(free_port)
 	start_service "$name" "$TMP/${name//[^a-z]/}.log" \
-		env PORT="$port" REDIS_URL="$REDIS_URL" RUST_LOG=warn "$vote_bin"
+		env PORT="$port" REDIS_URL="$REDIS_URL" ${sentinels:+REDIS_SENTINELS=$sentinels} \
+		RUST_LOG=warn "$vote_bin"
 	pid=$STARTED_PID
 	wait_for "$name" env PORT="$port" "$vote_bin" healthcheck
 	scraper=

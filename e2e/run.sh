@@ -21,6 +21,10 @@ export PROMETHEUS_URL=http://127.0.0.1:${PROMETHEUS_PORT:-9090}
 # gateway), and together they send up to about 1,000 requests in 10 s (the
 # half-open connections' phase); above that, the limit's own phase floods.
 export EDGE_RATE_LIMIT=2000
+# The commit every image is built from and every service must tell
+# (docker-compose.yml passes it to the build).
+GIT_COMMIT=${GIT_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}
+export GIT_COMMIT
 
 E2E_NAME=e2e
 # shellcheck source=e2e/lib.sh
@@ -37,6 +41,9 @@ command -v chromedriver >/dev/null || need+=(chromium-driver)
 # ss and nsenter count a replica's connections inside its container.
 command -v ss >/dev/null || need+=(iproute2)
 command -v nsenter >/dev/null || need+=(util-linux)
+# curl reads the console page of the monitoring profile's Prometheus and
+# flips a replica's readiness switch on its own port.
+command -v curl >/dev/null || need+=(curl)
 install_packages "${need[@]}"
 ensure_dockerd
 find_compose
@@ -95,8 +102,20 @@ prometheus_bound=$(docker port "$(container prometheus)" 9090/tcp | xargs)
     fail "Prometheus should be published on 127.0.0.1 only, not on $prometheus_bound"
 echo "published: the edge on every interface, Prometheus on $prometheus_bound"
 
-phase "the edge: public routes only (/metrics, /readyz... 404)"
+phase "the edge: public routes only (/metrics, /readyz, /version... 404)"
 check public-routes
+
+phase "every service tells its build ($GIT_COMMIT): /version, the pages"
+# /version on each replica's own port, on the back tier (the edge does not
+# serve it); both pages through the edge, every replica.
+for service_port in vote:5000 result:5001 worker:5002; do
+    for id in $(containers "${service_port%:*}"); do
+        check version --url "http://$(address "$id" back-tier):${service_port#*:}" \
+            --service "${service_port%:*}" --commit "$GIT_COMMIT"
+    done
+done
+check builds --page vote --requests 12 --expect-commit "$GIT_COMMIT"
+check builds --page result --requests 8 --expect-commit "$GIT_COMMIT"
 
 phase "database roles: each service as its own, none as the superuser"
 # migrate ran once as the owner and exited 0; the worker, result replicas
@@ -135,12 +154,20 @@ expect=()
 for id in $(containers vote); do expect+=(--expect "$(docker inspect -f '{{.Config.Hostname}}' "$id")"); done
 check served-by --requests 30 "${expect[@]}"
 
-phase "seed profile (3,000 ballots) with --verify, shares"
+phase "seed profile (3,000 ballots) with --verify, shares; the scale kept"
 before=$(check tally)
 servers_before=$(check edge-servers --stats "$STATS" --backend vote)
-compose run --rm --no-deps seed
+# As the README says to run it.
+compose run --rm seed
 check wait-tally --since "$before" --plus a=2000 --plus b=1000
 check shares --stats "$STATS" --since "$servers_before" --min-share 0.10
+# `up seed` scaled vote and result back to one replica each while seed had
+# a depends_on; now neither way touches them.
+compose up seed
+[[ $(containers vote | wc -l) == "$VOTE_REPLICAS" && $(containers result | wc -l) == "$RESULT_REPLICAS" ]] ||
+    fail "running the seed profile changed the scale: $(containers vote | wc -l) vote, $(containers result | wc -l) result replicas"
+in_rotation $VOTE_REPLICAS $RESULT_REPLICAS
+check wait-tally --since "$before" --plus a=4000 --plus b=2000
 # No worker or vote replica has restarted yet, so their counters cover the
 # whole run: every ballot in the tally, seed's 3,000 included, was queued
 # by a vote replica and applied by the worker.
@@ -305,6 +332,69 @@ echo "while the replica drained: $failed failed, $unknown unknown outcome ($requ
 docker start "$victim" >/dev/null
 in_rotation $VOTE_REPLICAS $RESULT_REPLICAS
 
+phase "readiness switch: a vote replica out of the edge and back, under load"
+# POST /readyz/disable on the replica's own port (the back tier; the edge
+# answers 404 to it, see "public routes" above): its /readyz answers 503,
+# the edge takes it out with no request failing, and it serves what it has.
+before=$(check tally)
+seed_in_background 1000 --votes=6000 --split=1:1 --concurrency=20 --rate=600
+victim=$(containers vote | sed -n 2p)
+victim_ip=$(address "$victim" back-tier)
+ips=()
+for ip in $(addresses "$victim"); do ips+=(--ip "$ip"); done
+slot=$(check server-name --stats "$STATS" "${ips[@]}")
+curl -fsS -X POST "http://$victim_ip:5000/readyz/disable"
+check drain --stats "$STATS" --name "$slot" --within 5
+[[ $(curl -s -o /dev/null -w '%{http_code}' "http://$victim_ip:5000/readyz") == 503 ]] ||
+    fail "vote $victim_ip answers /readyz with 200 while switched off"
+curl -fsS -X POST "http://$victim_ip:5000/readyz/enable"
+in_rotation $VOTE_REPLICAS $RESULT_REPLICAS
+seed_finish
+requests=$(printf '%s\n' "$seed_out" | sed -n 's/^requests *//p')
+failed=$(printf '%s\n' "$requests" | grep -oE '[0-9]+ failed' | cut -d' ' -f1 || true)
+unknown=$(printf '%s\n' "$requests" | grep -oE '[0-9]+ unknown' | cut -d' ' -f1 || true)
+echo "while the replica was switched off: ${failed:-0} failed, ${unknown:-0} unknown outcome"
+((seed_status == 0 && ${failed:-0} + ${unknown:-0} == 0)) ||
+    fail "seed exited $seed_status with ${failed:-0} failed, ${unknown:-0} unknown requests while a replica was switched off (target 0)"
+check wait-tally --since "$before" --plus a=3000 --plus b=3000
+# Back in rotation, it answers again: each replica serves some of 30 pages.
+check served-by --requests 30 "${expect[@]}"
+
+phase "demo fault: a vote replica refusing half the votes (VoteRefusingBallots fires, nothing lost)"
+# One more replica, with DEMO_REFUSE_FRACTION (the others are kept as they
+# are). seed votes on it directly (not through the edge, which would pass a
+# 503 on to another replica): about half its ballots get 503, and every one
+# that got a 200 must be counted, no more.
+DEMO_REFUSE_FRACTION=0.5 compose up -d --no-deps --no-recreate --scale vote=$((VOTE_REPLICAS + 1)) vote
+faulty=
+for id in $(containers vote); do
+    if docker inspect -f '{{range .Config.Env}}{{println .}}{{end}}' "$id" | grep -qx 'DEMO_REFUSE_FRACTION=0.5'; then
+        faulty=$id
+    fi
+done
+[[ -n $faulty ]] || fail "no vote replica has DEMO_REFUSE_FRACTION=0.5"
+wait_healthy vote
+before=$(check tally)
+seed_run=$(compose run -d --no-deps seed --verify=http://edge:5081 --timeout="${CONVERGE_WITHIN}s" \
+    --votes=2400 --split=1:1 --concurrency=4 --rate=20 "http://$(address "$faulty" front-tier):5000/")
+# A minute and more of refusals: the alert's `for`.
+check_within 240 alert VoteRefusingBallots
+seed_finish
+requests=$(printf '%s\n' "$seed_out" | sed -n 's/^requests *//p')
+refused=$(printf '%s\n' "$seed_out" | sed -n 's/^failures *//p' | grep -oE 'HTTP 503: [0-9]+' | cut -d' ' -f3 || true)
+failed=$(printf '%s\n' "$requests" | grep -oE '[0-9]+ failed' | cut -d' ' -f1 || true)
+unknown=$(printf '%s\n' "$requests" | grep -oE '[0-9]+ unknown' | cut -d' ' -f1 || true)
+grep -q '^consistent   after' <<<"$seed_out" ||
+    fail "seed --verify did not find exactly the accepted ballots counted"
+((${refused:-0} > 0 && ${failed:-0} == ${refused:-0} && ${unknown:-0} == 0)) ||
+    fail "expected only 503s among the failures: ${failed:-0} failed (${refused:-0} HTTP 503), ${unknown:-0} unknown"
+echo "${refused} of 2400 ballots refused (503), the rest counted exactly"
+# The replica counted each as refused, the metric the alert reads.
+check_within 60 prom-at-least --min "$refused" 'sum(vote_ballots_total{outcome="refused"})'
+docker stop "$faulty" >/dev/null
+docker rm "$faulty" >/dev/null
+in_rotation $VOTE_REPLICAS $RESULT_REPLICAS
+
 phase "1,100 half-open connections at :5000"
 before=$(check tally)
 # 800 of them with the head sent and the body begun: more than the 3 vote
@@ -348,6 +438,11 @@ echo "500 queued ballots survived the Redis restart"
 # The stopped worker's target has left Prometheus's DNS discovery; the
 # alert allows 30 s more.
 check_within 120 alert WorkerDown
+# The console page lists it (its own alerts section: the same on the
+# upstream and the offline Prometheus image).
+# (A here-string: grep -q leaving a pipe early would fail the pipeline.)
+grep -q '<td>WorkerDown</td>' <<<"$(curl -fsS "$PROMETHEUS_URL/consoles/voting.html")" ||
+    fail "the console page does not list the firing WorkerDown"
 compose start worker
 check wait-tally --since "$before" --plus b=500
 check_within 60 alert --resolved WorkerDown

@@ -6,7 +6,9 @@
 # `docker save | docker load`. Driven from the host through the edge's
 # ports, published in host mode on the manager. Checks: seed --verify and a
 # websocket through the edge, scaling, a rolling update of vote under load
-# (no ballot that got a 200 lost; failed requests reported), a bad update
+# to an image of the next commit (no ballot that got a 200 lost; failed
+# requests reported; the pages move from one commit to the next, result's
+# rolled too), a bad update
 # that rolls itself back, a node drained and a node killed under load (the
 # tasks rescheduled, nothing lost, time to recovery reported), and
 # `docker stack rm` leaving nothing behind. Tears everything down, pass or
@@ -31,6 +33,12 @@ MANAGER=${NODES[0]}
 STACK=voting
 VOTE_REPLICAS=3
 APP_IMAGES=(voting-vote voting-worker voting-result voting-seed)
+# The commit the images are built from (as e2e/run.sh builds them, so the
+# build is cached), and the "next" one the rolling update rolls out: the
+# same sources built with another commit, which the pages must then show.
+GIT_COMMIT=${GIT_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}
+NEXT_COMMIT=$GIT_COMMIT-next
+NEXT_IMAGES=(voting-vote:next voting-result:next)
 BASE_IMAGES=(haproxy:2.6-bookworm redis:7-bookworm postgres:15-bookworm)
 HA=${SWARM_HA:-}
 # The HA cluster's images (docker-compose.ha.yml builds the same), on every node.
@@ -136,7 +144,12 @@ fi
 # The service images from this checkout: after e2e/run.sh (or compose
 # build) every layer is cached and this takes seconds.
 for image in "${APP_IMAGES[@]}"; do
-    docker build -q --target "${image#voting-}" -t "$image" . >/dev/null
+    docker build -q --build-arg "GIT_COMMIT=$GIT_COMMIT" --target "${image#voting-}" -t "$image" . >/dev/null
+done
+# The next version: only the workspace's own crates are rebuilt.
+for image in "${NEXT_IMAGES[@]}"; do
+    target=${image#voting-}
+    docker build -q --build-arg "GIT_COMMIT=$NEXT_COMMIT" --target "${target%:next}" -t "$image" . >/dev/null
 done
 if [[ -n $HA ]]; then
     docker build -q -t voting-patroni "${proxy_args[@]}" -f db/patroni/Dockerfile db >/dev/null
@@ -146,7 +159,7 @@ if ! have "$NODE_IMAGE"; then
     echo "building $NODE_IMAGE (Debian's docker.io)"
     docker build -q -t "$NODE_IMAGE" "${proxy_args[@]}" e2e/images/swarm-node >/dev/null
 fi
-for image in "${APP_IMAGES[@]}" "${HA_IMAGES[@]}" "${BASE_IMAGES[@]}" "$NODE_IMAGE"; do
+for image in "${APP_IMAGES[@]}" "${NEXT_IMAGES[@]}" "${HA_IMAGES[@]}" "${BASE_IMAGES[@]}" "$NODE_IMAGE"; do
     printf '%-28s %s\n' "$image" "$(docker image inspect -f '{{.Id}} {{.Created}}' "$image" | cut -c8-19,72-)"
 done
 
@@ -200,7 +213,7 @@ manager node ls
 phase "images to the nodes (docker save | docker load)"
 images_tar=$(mktemp /var/tmp/$PREFIX-images.XXXXXX)
 base_tar=$(mktemp /var/tmp/$PREFIX-base.XXXXXX)
-docker save -o "$images_tar" "${APP_IMAGES[@]}" "${HA_IMAGES[@]}"
+docker save -o "$images_tar" "${APP_IMAGES[@]}" "${NEXT_IMAGES[@]}" "${HA_IMAGES[@]}"
 docker save -o "$base_tar" "${BASE_IMAGES[@]}"
 for node in "${NODES[@]}"; do
     on "$node" load -q <"$images_tar" >/dev/null
@@ -432,24 +445,44 @@ in_rotation "$VOTE_REPLICAS" 2
 tasks() { manager service ps -f desired-state=running --format '{{.ID}} {{.Node}}' "${STACK}_$1"; }
 update_state() { manager service inspect -f '{{if .UpdateStatus}}{{.UpdateStatus.State}}{{end}}' "${STACK}_$1"; }
 
-phase "rolling update of vote (--force) under load"
+phase "rolling update of vote to the next commit under load"
+check builds --page vote --requests 9 --expect-commit "$GIT_COMMIT"
 before=$(check tally)
 old_tasks=$(tasks vote | cut -d' ' -f1 | sort)
 seed_start --votes=12000 --concurrency=20 --split=1:1 --rate=200
 seed_loading 500
 update_start=$SECONDS
-manager service update --detach --force "${STACK}_vote" >/dev/null
-updated() { [[ $(update_state vote) == completed ]]; }
+manager service update --detach --no-resolve-image --image voting-vote:next "${STACK}_vote" >/dev/null
+# What the vote page says while the update rolls: one look a second.
+shown=()
+updated() {
+    local look
+    look=$(check builds --page vote --requests 1) && shown+=("$(grep -oE 'commit [^ ]+' <<<"$look")")
+    [[ $(update_state vote) == completed ]]
+}
 wait_for "$CONVERGE_WITHIN" "the rolling update of vote completed" updated
 update_took=$((SECONDS - update_start))
+# The vote page's commit, one look a second, runs of the same collapsed.
+moved=$(printf '%s\n' "${shown[@]}" | uniq -c | awk '{ printf "%s%s %s x%d", (NR > 1 ? " -> " : ""), $2, $3, $1 }')
+echo "the vote page during the update: $moved"
+check builds --page vote --requests 9 --expect-commit "$NEXT_COMMIT"
 new_tasks=$(tasks vote | cut -d' ' -f1 | sort)
 [[ -z $(comm -12 <(echo "$old_tasks") <(echo "$new_tasks")) ]] || fail "some vote tasks were not replaced"
 [[ $(docker inspect -f '{{.State.Status}}' "$seed_run") == running ]] ||
     echo "warning: the seed run ended before the update did"
 seed_finish
-note "rolling update of vote ($VOTE_REPLICAS replicas, start-first): ${update_took}s; during it: $failed failed, $unknown unknown outcome of 12,000; every ballot that got a 200 counted"
+note "rolling update of vote ($VOTE_REPLICAS replicas, start-first) from commit $GIT_COMMIT to $NEXT_COMMIT: ${update_took}s; during it: $failed failed, $unknown unknown outcome of 12,000; every ballot that got a 200 counted; the page showed $moved"
 ((failed + unknown == 0)) || fail "$failed failed and $unknown unknown-outcome requests during the rolling update (target 0)"
 in_rotation "$VOTE_REPLICAS" 2
+
+phase "rolling update of result to the next commit"
+check builds --page result --requests 6 --expect-commit "$GIT_COMMIT"
+manager service update --detach --no-resolve-image --image voting-result:next "${STACK}_result" >/dev/null
+result_updated() { [[ $(update_state result) == completed ]]; }
+wait_for "$CONVERGE_WITHIN" "the rolling update of result completed" result_updated
+check builds --page result --requests 6 --expect-commit "$NEXT_COMMIT"
+in_rotation "$VOTE_REPLICAS" 2
+check vote-reaches-websocket
 
 phase "a broken update of vote rolls itself back"
 spec_before=$(manager service inspect -f '{{json .Spec.TaskTemplate.ContainerSpec.Env}}' "${STACK}_vote")

@@ -629,8 +629,11 @@ class Check:
         return None
 
     def urls_of(self, app):
-        """Every URL in a setting or argument: (setting, scheme, host, port)."""
-        texts = [(n, v) for n, v, _ in app["env"]] + [("args", a) for a in app["container"].get("args") or []]
+        """Every URL in a setting or argument: (setting, scheme, host, port).
+        Not the pages' links to each other (RESULT_PAGE_URL, VOTE_PAGE_URL):
+        browsers follow those, the service never connects to them."""
+        texts = [(n, v) for n, v, _ in app["env"] if not n.endswith("_PAGE_URL")]
+        texts += [("args", a) for a in app["container"].get("args") or []]
         for setting, text in texts:
             for match in URL.finditer(text):
                 scheme, host = match.group("scheme"), match.group("host")

@@ -4,21 +4,28 @@
 #
 #   monitoring/test.sh
 #
-# 1. prometheus.yml and alerts.yml are valid (promtool check).
+# 1. prometheus.yml and alerts.yml are valid (promtool check), also as the
+#    HA overlay mounts it, with the Patroni members of prometheus-ha/.
 # 2. The alert unit tests pass (promtool test rules alerts.test.yml).
 # 3. The tests can fail: for each alert, a copy of alerts.yml in which it can
 #    never fire must fail one of its "fires" tests, and one in which it fires
-#    whenever it should be quiet must fail one of its "stays quiet" tests.
-# 4. Every query of the Grafana dashboard is valid PromQL (with its
+#    whenever it should be quiet must fail one of its "stays quiet" tests;
+#    a copy in which a recording rule gives nothing must fail some test.
+# 4. Every query of the Grafana dashboards is valid PromQL (with its
 #    variables filled in as e2e does), and every panel has one.
 # 5. The console template renders: a throwaway Prometheus serves
-#    /consoles/voting.html (no data: nothing to scrape here).
+#    /consoles/voting.html (no data: nothing to scrape here). Every link on it and every Prometheus address in the READMEs leads to
+#    a path both Prometheus images serve: upstream's v2.42.0 serves its
+#    React UI (/alerts, /targets, /graph...) and no classic pages, the
+#    offline one (Debian's build) only the classic UI under /classic/ and
+#    a redirect from /graph; both serve /consoles/ and /api/v1/
+#    (upstream's web/web.go, v2.42.0). Each is asked of Debian's build here.
 # 6. docker-compose.yml publishes Prometheus and Grafana on the host's
 #    loopback unless MONITORING_BIND says otherwise, and Grafana lets nobody
 #    in without logging in, admin's password from a secret file (Grafana's
 #    image is not available here, so this is checked on the file).
 # Whether each dashboard query returns data is checked by e2e/run.sh against
-# the live stack.
+# the live stack (postgres-ha.json's against the HA variant's).
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -41,7 +48,15 @@ cleanup() {
 trap cleanup EXIT
 
 echo "--- promtool check config / rules"
+# Its warning that prometheus/ha/*.yml does not exist is expected: only the
+# HA overlay mounts the Patroni members there.
 promtool check config prometheus/prometheus.yml
+# As docker-compose.ha.yml mounts prometheus-ha/ over prometheus/ha/:
+# promtool then reads the Patroni members' file too.
+mkdir "$scratch/ha"
+cp prometheus/prometheus.yml prometheus/alerts.yml "$scratch/ha/"
+cp -r prometheus-ha "$scratch/ha/ha"
+promtool check config "$scratch/ha/prometheus.yml"
 promtool check rules prometheus/alerts.yml
 
 echo "--- promtool test rules"
@@ -55,6 +70,13 @@ rules = yaml.safe_load(open(source))
 for g, group in enumerate(rules["groups"]):
     for r, rule in enumerate(group["rules"]):
         if "alert" not in rule:
+            # A recording rule that gives nothing must break some test.
+            mutant = copy.deepcopy(rules)
+            mutant["groups"][g]["rules"][r]["expr"] = "vector(1) == 0"
+            directory = os.path.join(scratch, "records", rule["record"])
+            os.makedirs(directory)
+            with open(os.path.join(directory, "alerts.yml"), "w") as f:
+                yaml.safe_dump(mutant, f, sort_keys=False)
             continue
         # never: no result at all; always: unchanged while it fires, an
         # alert without labels while it would be quiet.
@@ -80,9 +102,19 @@ for mutant in "$scratch"/*-never "$scratch"/*-always; do
         fail "no test \"$expect ...\" fails when $alert $( [[ $name == *-never ]] && echo "can never fire" || echo "always fires")"
     echo "ok: \"$expect\" fails when $alert $( [[ $name == *-never ]] && echo "can never fire" || echo "always fires")"
 done
+for mutant in "$scratch"/records/*; do
+    [[ -d $mutant ]] || continue
+    record=$(basename "$mutant")
+    cp prometheus/alerts.test.yml "$mutant/"
+    if promtool test rules "$mutant/alerts.test.yml" >"$mutant/out" 2>&1; then
+        fail "no test fails when the recording rule $record gives nothing"
+    fi
+    echo "ok: $(grep -c 'name: ' "$mutant/out" || true) tests fail when the recording rule $record gives nothing"
+done
 
 echo "--- every dashboard query is valid PromQL"
-python3 - grafana/dashboards/voting.json "$scratch/dashboard-rules.yml" <<'EOF'
+for dashboard in grafana/dashboards/*.json; do
+python3 - "$dashboard" "$scratch/dashboard-rules.yml" <<'EOF'
 import json, sys, yaml
 dashboard = json.load(open(sys.argv[1]))
 records, ids = [], set()
@@ -100,9 +132,10 @@ for panel in dashboard["panels"]:
         expr = target["expr"].replace("$__rate_interval", "1m").replace("$replica", ".+")
         records.append({"record": f"dashboard:panel_{panel['id']}_{target['refId']}", "expr": expr})
 yaml.safe_dump({"groups": [{"name": "dashboard", "rules": records}]}, open(sys.argv[2], "w"))
-print(f"{len(records)} queries in {len(ids)} panels")
+print(f"{sys.argv[1]}: {len(records)} queries in {len(ids)} panels")
 EOF
 promtool check rules "$scratch/dashboard-rules.yml" >/dev/null
+done
 
 echo "--- the console template renders"
 if command -v prometheus >/dev/null; then
@@ -122,6 +155,24 @@ if command -v prometheus >/dev/null; then
     [[ $status == 200 ]] || fail "/consoles/voting.html answered $status: $(head -c 500 "$scratch/voting.html")"
     grep -q 'id="throughput"' "$scratch/voting.html" || fail "/consoles/voting.html lacks its graphs"
     echo "ok: /consoles/voting.html renders"
+    # Links within the page (#alerts) need no server; the rest, HTML
+    # entities undone, must be a path both images serve and answer here.
+    links=$({
+        grep -oE '<a [^>]*href="[^"#][^"]*"' "$scratch/voting.html" | sed -E 's/.*href="([^"]*)"/\1/; s/&amp;/\&/g'
+        grep -ohE 'http://localhost:9090/[^ )`"<]*' ../README.md README.md ../e2e/README.md | sed 's|^http://localhost:9090||'
+    } | sort -u)
+    [[ -n $links ]] || fail "no link found on the console page"
+    for link in $links; do
+        case $link in
+            /graph | /graph\?* | /consoles/* | /api/v1/*) ;;
+            *) fail "$link (on the console page or in a README) is not served by both Prometheus images" ;;
+        esac
+        status=$(curl -sS -L -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port$link")
+        [[ $status == 200 ]] || fail "$link answered $status on Debian's Prometheus"
+    done
+    grep -q 'id="alerts"' "$scratch/voting.html" && grep -q 'id="targets"' "$scratch/voting.html" ||
+        fail "/consoles/voting.html lacks its alerts or targets section"
+    echo "ok: all $(wc -w <<<"$links") links (the console page's, the READMEs' Prometheus addresses) answer, on paths both images serve"
 else
     echo "skipped: no prometheus binary (apt-get install prometheus)"
 fi

@@ -18,7 +18,7 @@ use anyhow::{bail, ensure, Context};
 use ballot::Tally;
 use clap::{Args, Parser, Subcommand};
 
-pub use stack::Stack;
+pub use stack::{Page, Stack};
 
 #[derive(Parser, Debug)]
 #[command(about = "Whole-stack checks against a running voting app")]
@@ -105,6 +105,27 @@ pub enum Check {
         #[arg(long, required = true)]
         expect: Vec<String>,
     },
+    /// Load PAGE REQUESTS times, each on a new connection through the edge,
+    /// and print which commits (and replicas) the footers show; with
+    /// EXPECT_COMMIT, every one must show it.
+    Builds {
+        #[arg(long, value_enum)]
+        page: Page,
+        #[arg(long, default_value = "20")]
+        requests: u32,
+        #[arg(long)]
+        expect_commit: Option<String>,
+    },
+    /// GET URL/version on one replica itself (its own port, not through
+    /// the edge): it must name SERVICE, this workspace's version and COMMIT.
+    Version {
+        #[arg(long)]
+        url: String,
+        #[arg(long)]
+        service: String,
+        #[arg(long)]
+        commit: String,
+    },
     /// Every vote replica in rotation answered at least MIN_SHARE of the
     /// 2xx responses since SINCE (printed earlier by `edge-servers`).
     Shares {
@@ -174,7 +195,8 @@ pub enum Check {
         more: u32,
     },
     /// Through the edge, every public path of vote and result answers and
-    /// every internal one (/metrics, /readyz...) gets the edge's 404.
+    /// every internal one (/metrics, /readyz, POST /readyz/disable...) gets
+    /// the edge's 404.
     PublicRoutes,
     /// One client address floods FLOOD_URL (vote through the edge) with
     /// ballots: past LIMIT it must get 429s with Retry-After, while the
@@ -260,7 +282,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Check::ServedBy { requests, expect } => {
             let mut seen = BTreeMap::<String, u32>::new();
             for _ in 0..requests {
-                *seen.entry(stack.served_by().await?).or_default() += 1;
+                *seen
+                    .entry(stack.served_by(Page::Vote).await?.replica)
+                    .or_default() += 1;
             }
             let counts = seen
                 .iter()
@@ -276,6 +300,63 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 expected.join(", ")
             );
             println!("{requests} vote pages through the edge were processed by {counts}");
+        }
+        Check::Builds {
+            page,
+            requests,
+            expect_commit,
+        } => {
+            // commit -> replicas that showed it, with how often.
+            let mut seen = BTreeMap::<String, BTreeMap<String, u32>>::new();
+            for _ in 0..requests {
+                let footer = stack.served_by(page).await?;
+                *seen
+                    .entry(footer.commit)
+                    .or_default()
+                    .entry(footer.replica)
+                    .or_default() += 1;
+            }
+            let shown = seen
+                .iter()
+                .map(|(commit, replicas)| {
+                    let by: Vec<String> =
+                        replicas.iter().map(|(r, n)| format!("{r} {n}")).collect();
+                    format!("commit {commit} ({})", by.join(", "))
+                })
+                .collect::<Vec<_>>()
+                .join("; ");
+            let page = format!("{page:?}").to_lowercase();
+            if let Some(commit) = expect_commit {
+                ensure!(
+                    seen.keys().eq([&commit]),
+                    "{requests} {page} pages through the edge showed {shown}; expected commit {commit} on every one"
+                );
+            }
+            println!("{requests} {page} pages through the edge showed {shown}");
+        }
+        Check::Version {
+            url,
+            service,
+            commit,
+        } => {
+            let url = format!("{}/version", url.trim_end_matches('/'));
+            let response = reqwest::get(&url).await.context(url.clone())?;
+            ensure!(
+                response.status().is_success(),
+                "GET {url} answered {}",
+                response.status()
+            );
+            let json: serde_json::Value = response.json().await.context(url.clone())?;
+            let expected = serde_json::json!({
+                "service": service,
+                "version": env!("CARGO_PKG_VERSION"),
+                "commit": commit,
+            });
+            ensure!(
+                json == expected,
+                "GET {url} answered {json}, not {expected}"
+            );
+            println!("{url}: {json}");
         }
         Check::Shares {
             stats,

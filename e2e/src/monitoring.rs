@@ -576,6 +576,8 @@ mod tests {
     use super::*;
 
     const DASHBOARD: &str = include_str!("../../monitoring/grafana/dashboards/voting.json");
+    // The HA variant's (docker-compose.ha.yml): its e2e checks it the same way.
+    const HA_DASHBOARD: &str = include_str!("../../monitoring/grafana/dashboards/postgres-ha.json");
 
     #[test]
     fn every_panel_of_the_dashboard_has_a_query_with_known_variables() {
@@ -586,6 +588,14 @@ mod tests {
         assert!(queries
             .iter()
             .any(|q| q.expr.contains("histogram_quantile")));
+    }
+
+    #[test]
+    fn every_panel_of_the_ha_dashboard_has_a_query_with_known_variables() {
+        let dashboard: Value = serde_json::from_str(HA_DASHBOARD).unwrap();
+        let queries = dashboard_queries(&dashboard).unwrap();
+        assert!(queries.len() >= 5, "{} queries", queries.len());
+        assert!(queries.iter().all(|q| q.expr.contains("patroni")));
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! What the edge shows the public on its ports 5000 and 5001: only the
-//! public routes (the internal ones answer the edge's own 404), and at most
+//! public routes (the internal ones, the readiness switches among them,
+//! answer the edge's own 404), and at most
 //! a set number of requests per client address (then 429 with
 //! `Retry-After`), one flooding client never holding up another.
 
@@ -32,8 +33,12 @@ const RESULT_PUBLIC: &[(&str, u16)] = &[
     ("/ws", 400),
 ];
 
-/// Paths every service serves that are no business of the public's.
-const INTERNAL: &[&str] = &["/metrics", "/readyz", "/healthz", "/stats"];
+/// Paths every service serves that are no business of the public's (a
+/// version tells an attacker which known bugs to try).
+const INTERNAL: &[&str] = &["/metrics", "/readyz", "/healthz", "/version", "/stats"];
+
+/// The readiness switches (`POST`): reached on a replica's own port only.
+const SWITCHES: &[&str] = &["/readyz/disable", "/readyz/enable"];
 
 /// Every public path answers as it should through the edge; every internal
 /// one gets the edge's 404. One line per port on success.
@@ -54,21 +59,24 @@ pub async fn routes(stack: &Stack) -> anyhow::Result<String> {
                 "GET {url} answered {status}, not {expected}"
             );
         }
-        for path in INTERNAL {
+        let gets = INTERNAL.iter().map(|path| (reqwest::Method::GET, path));
+        let posts = SWITCHES.iter().map(|path| (reqwest::Method::POST, path));
+        for (method, path) in gets.chain(posts) {
             let url = format!("{base}{path}");
-            let response = http.get(&url).send().await.context(url.clone())?;
+            let response = http.request(method.clone(), &url).send().await;
+            let response = response.context(url.clone())?;
             let status = response.status();
             let body = response.text().await.unwrap_or_default();
             ensure!(
                 status == StatusCode::NOT_FOUND && body == EDGE_NOT_FOUND,
-                "GET {url} answered {status} ({:?}): internal routes must get the edge's 404",
+                "{method} {url} answered {status} ({:?}): internal routes must get the edge's 404",
                 body.chars().take(80).collect::<String>()
             );
         }
         report.push(format!(
             "{base}: {} public paths served, {} internal ones 404 at the edge",
             public.len(),
-            INTERNAL.len()
+            INTERNAL.len() + SWITCHES.len()
         ));
     }
     Ok(report.join("; "))

@@ -51,11 +51,15 @@ impl Stack {
         Ok(())
     }
 
-    /// Loads the vote page, as a new visitor on a connection of its own;
-    /// the replica that answered, as its "Processed by container ID" line
-    /// names it. (The edge keeps a client connection with one replica.)
-    pub async fn served_by(&self) -> anyhow::Result<String> {
-        let url = format!("{}/", self.vote_url);
+    /// Loads the vote page (`Page::Vote`) or the results page, as a new
+    /// visitor on a connection of its own; who answered, as the page's
+    /// footer says. (The edge keeps a client connection with one replica.)
+    pub async fn served_by(&self, page: Page) -> anyhow::Result<Footer> {
+        let base = match page {
+            Page::Vote => &self.vote_url,
+            Page::Result => &self.result_url,
+        };
+        let url = format!("{base}/");
         let response = self
             .http
             .get(&url)
@@ -69,7 +73,9 @@ impl Stack {
             response.status()
         );
         let page = response.text().await?;
-        processed_by(&page).with_context(|| format!("GET {url}: no \"Processed by container ID\""))
+        footer(&page).with_context(|| {
+            format!("GET {url}: no \"Processed by container ID ... version ..., commit ...\"")
+        })
     }
 
     pub async fn cast(&self, count: u32, option: &str) -> anyhow::Result<()> {
@@ -167,13 +173,44 @@ impl Stack {
     }
 }
 
-/// The hostname in the vote page's "Processed by container ID <code>...</code>".
-pub fn processed_by(page: &str) -> Option<String> {
+/// Which of the two pages.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum Page {
+    Vote,
+    Result,
+}
+
+/// Who answered a page, as its footer says: "Processed by container ID
+/// <code>HOST</code> · version <code>V</code>, commit <code>C</code>".
+#[derive(Debug, PartialEq, Eq)]
+pub struct Footer {
+    pub replica: String,
+    pub version: String,
+    pub commit: String,
+}
+
+/// The footer's replica and build; `None` unless all three are there.
+pub fn footer(page: &str) -> Option<Footer> {
     let (_, rest) = page.split_once("Processed by container ID")?;
-    let (_, rest) = rest.split_once("<code>")?;
-    let (name, _) = rest.split_once("</code>")?;
-    let name = name.trim();
-    (!name.is_empty()).then(|| name.to_string())
+    let (replica, rest) = code(rest)?;
+    let (_, rest) = rest.split_once("version")?;
+    let (version, rest) = code(rest)?;
+    let (_, rest) = rest.split_once("commit")?;
+    let (commit, _) = code(rest)?;
+    Some(Footer {
+        replica,
+        version,
+        commit,
+    })
+}
+
+/// The text of the next `<code>...</code>` in `text` (not empty), and what
+/// follows it.
+fn code(text: &str) -> Option<(String, &str)> {
+    let (_, rest) = text.split_once("<code>")?;
+    let (value, rest) = rest.split_once("</code>")?;
+    let value = value.trim();
+    (!value.is_empty()).then(|| (value.to_string(), rest))
 }
 
 #[cfg(test)]
@@ -181,13 +218,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_page_names_the_replica() {
-        let page = "<footer>Processed by container ID <code>3f2a9c1b7d40</code></footer>";
-        assert_eq!(processed_by(page).as_deref(), Some("3f2a9c1b7d40"));
+    fn the_page_names_the_replica_and_its_build() {
+        let page = "<footer>Processed by container ID <code>3f2a9c1b7d40</code> · version \
+                    <code>0.1.0</code>, commit <code>4f2a9c1</code></footer>";
+        let expected = Footer {
+            replica: "3f2a9c1b7d40".into(),
+            version: "0.1.0".into(),
+            commit: "4f2a9c1".into(),
+        };
+        assert_eq!(footer(page), Some(expected));
         assert_eq!(
-            processed_by("<footer>Processed by container ID <code></code>"),
+            footer("<footer>Processed by container ID <code></code> · version <code>1</code>, commit <code>2</code>"),
             None
         );
-        assert_eq!(processed_by("<p>hello</p>"), None);
+        assert_eq!(
+            footer("<footer>Processed by container ID <code>3f2a</code></footer>"),
+            None
+        );
+        assert_eq!(footer("<p>hello</p>"), None);
     }
 }

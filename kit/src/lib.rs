@@ -1,9 +1,11 @@
 //! What every service of the voting app does the same way, written once:
 //! settings and the exit for one that can never work, logs, metrics, the
 //! HTTP server with its timeouts, security headers and probes, a two-step
-//! shutdown, and waiting out an outage.
+//! shutdown, waiting out an outage, which build and replica answered, and
+//! faults on demand for demos.
 
 pub mod db_error;
+pub mod demo;
 pub mod healthcheck;
 pub mod http;
 pub mod limits;
@@ -11,9 +13,11 @@ pub mod memory;
 pub mod metrics;
 pub mod outage;
 pub mod redis_error;
+pub mod redis_primary;
 pub mod settings;
 pub mod shutdown;
 pub mod telemetry;
+pub mod version;
 
 use std::process::ExitCode;
 

@@ -29,7 +29,9 @@ pub struct Metrics {
 impl Metrics {
     /// The process's metrics, installing the recorder on first use (one
     /// per process: services started together in a test share it) and
-    /// recording `<service>_build_info`.
+    /// recording `<service>_build_info{version,commit}` (always 1: the
+    /// labels say which build runs, for queries such as `count by (commit)`
+    /// during a rolling update).
     pub fn install(service: &'static str) -> &'static Metrics {
         let metrics = METRICS.get_or_init(|| {
             let handle = PrometheusBuilder::new()
@@ -49,8 +51,12 @@ impl Metrics {
                 .expect("start the metrics upkeep thread");
             Metrics { handle, process }
         });
-        metrics::gauge!(format!("{service}_build_info"), "version" => env!("CARGO_PKG_VERSION"))
-            .set(1.0);
+        metrics::gauge!(
+            format!("{service}_build_info"),
+            "version" => crate::version::VERSION,
+            "commit" => crate::version::COMMIT
+        )
+        .set(1.0);
         metrics
     }
 

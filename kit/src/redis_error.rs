@@ -10,6 +10,15 @@ use redis::{ErrorKind, RedisError};
 /// `REDIS_PASSWORD_FILE`, where the password may have come from.
 /// `None` for outages: refused connections, timeouts, a server loading.
 pub fn unusable_setting(e: &RedisError) -> Option<String> {
+    // Raised by the client itself for a setting it cannot use (a name no
+    // Sentinel monitors, see `redis_primary`): its text names the setting.
+    if e.kind() == ErrorKind::InvalidClientConfig {
+        let line = e.to_string();
+        return Some(match line.starts_with("REDIS_") {
+            true => line,
+            false => format!("REDIS_URL cannot work: {line}"),
+        });
+    }
     let login_refused = e.kind() == ErrorKind::AuthenticationFailed
         || matches!(e.code(), Some("NOAUTH" | "WRONGPASS"));
     // NOPERM: the user exists, but its ACL lacks a command the service needs.

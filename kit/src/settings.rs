@@ -5,13 +5,30 @@ use std::str::FromStr;
 
 use clap::{error::ErrorKind, parser::ValueSource, ArgMatches, Args, FromArgMatches, Parser};
 
+use crate::redis_primary as kit_primary;
+
 /// Where ballots are queued: `REDIS_URL` (its user, e.g.
 /// `redis://vote@redis:6379`), and the password from `REDIS_PASSWORD_FILE`
 /// when that is set (a Docker or Kubernetes secret mounted as a file).
+/// With `REDIS_SENTINELS`, the primary is the member the Sentinels name
+/// `REDIS_MASTER_NAME`; REDIS_URL then gives only the user, password and
+/// database.
 #[derive(Clone, Debug)]
 pub struct RedisArgs {
     pub redis_url: String,
     password: Option<Password>,
+    sentinels: Option<Sentinels>,
+}
+
+/// `host:port` pairs (one value to clap, not a list of values).
+#[derive(Clone, Debug)]
+struct Addresses(Vec<(String, u16)>);
+
+/// Where the Sentinels are and the name they know the primary by.
+#[derive(Clone, Debug)]
+struct Sentinels {
+    addresses: Vec<(String, u16)>,
+    master_name: String,
 }
 
 /// The flags and variables behind [`RedisArgs`].
@@ -24,6 +41,15 @@ struct RedisFlags {
     /// trailing newlines dropped). REDIS_URL must then carry none.
     #[arg(long, env = "REDIS_PASSWORD_FILE", value_parser = password_file)]
     redis_password_file: Option<Password>,
+    /// Redis with Sentinel: the Sentinels, `host:port,host:port,...`. The
+    /// primary is then whichever member they name, found again after a
+    /// failover; REDIS_URL gives the user, password and database only.
+    #[arg(long, env = "REDIS_SENTINELS", value_parser = sentinel_addresses)]
+    redis_sentinels: Option<Addresses>,
+    /// The name the Sentinels know the primary by (with REDIS_SENTINELS;
+    /// default voting).
+    #[arg(long, env = "REDIS_MASTER_NAME", value_parser = master_name)]
+    redis_master_name: Option<String>,
 }
 
 /// Where votes are stored and counted: `DATABASE_URL`, and the password from
@@ -79,6 +105,19 @@ impl RedisArgs {
         };
         redis::Client::open(info).expect("validated when parsed")
     }
+
+    /// Where the primary is: REDIS_URL's server, or the member the
+    /// Sentinels name, looked up at each new connection.
+    pub fn primary(&self) -> kit_primary::RedisPrimary {
+        match &self.sentinels {
+            None => kit_primary::RedisPrimary::direct(self.client()),
+            Some(s) => kit_primary::RedisPrimary::through_sentinels(
+                self.client(),
+                &s.addresses,
+                &s.master_name,
+            ),
+        }
+    }
 }
 
 impl FromArgMatches for RedisArgs {
@@ -94,9 +133,22 @@ impl FromArgMatches for RedisArgs {
                  give the password one way only\n",
             ));
         }
+        let sentinels =
+            match (flags.redis_sentinels, flags.redis_master_name) {
+                (Some(Addresses(addresses)), name) => Some(Sentinels {
+                    addresses,
+                    master_name: name.unwrap_or_else(|| "voting".into()),
+                }),
+                (None, Some(_)) => return Err(clap::Error::raw(
+                    ErrorKind::MissingRequiredArgument,
+                    "REDIS_MASTER_NAME is set but REDIS_SENTINELS is not: set both, or neither\n",
+                )),
+                (None, None) => None,
+            };
         Ok(RedisArgs {
             redis_url: flags.redis_url,
             password: flags.redis_password_file,
+            sentinels,
         })
     }
 
@@ -170,13 +222,73 @@ fn redis_url(value: &str) -> Result<String, String> {
         .map_err(|e| format!("expected a URL like redis://host:6379 ({e})"))
 }
 
+/// `host:port,host:port,...`, at least one.
+fn sentinel_addresses(value: &str) -> Result<Addresses, String> {
+    value
+        .split(',')
+        .map(|address| {
+            let address = address.trim();
+            let bad = || format!("expected host:port,host:port,... (not {address:?})");
+            let (host, port) = address.rsplit_once(':').ok_or_else(bad)?;
+            let port = port
+                .parse::<u16>()
+                .ok()
+                .filter(|p| *p > 0)
+                .ok_or_else(bad)?;
+            match host.is_empty() || host.contains(char::is_whitespace) {
+                true => Err(bad()),
+                false => Ok((host.to_string(), port)),
+            }
+        })
+        .collect::<Result<_, _>>()
+        .map(Addresses)
+}
+
+fn master_name(value: &str) -> Result<String, String> {
+    match value.is_empty() || value.contains(char::is_whitespace) {
+        true => Err("expected a name without spaces, such as voting".into()),
+        false => Ok(value.to_string()),
+    }
+}
+
+/// One host (`postgres://user@host:5432/db`) or several, tried in turn
+/// (`postgres://user@h1:5432,h2:5432/db?target_session_attrs=read-write`
+/// connects to whichever takes writes). What tokio-postgres would only
+/// refuse when connecting, and so retry for ever, is refused here.
 fn database_url(value: &str) -> Result<String, String> {
     let looks_like_url = value.starts_with("postgres://") || value.starts_with("postgresql://");
-    match tokio_postgres::Config::from_str(value) {
-        Ok(_) if looks_like_url => Ok(value.to_string()),
-        Ok(_) => Err("expected a URL like postgres://user:password@host:5432/db".into()),
-        Err(e) => Err(e.to_string()),
+    let config = match tokio_postgres::Config::from_str(value) {
+        Ok(_) if !looks_like_url => {
+            return Err("expected a URL like postgres://user:password@host:5432/db".into())
+        }
+        Ok(config) => config,
+        Err(e) => return Err(e.to_string()),
+    };
+    let hosts = config.get_hosts().len().max(config.get_hostaddrs().len());
+    let ports = config.get_ports().len();
+    if hosts == 0 {
+        return Err("names no host: expected postgres://user@host:5432/db".into());
     }
+    if ports > 1 && ports != hosts {
+        return Err(format!(
+            "{ports} ports for {hosts} host(s): give each host its port \
+             (postgres://user@h1:5432,h2:5432/db), not ?port= as well"
+        ));
+    }
+    Ok(value.to_string())
+}
+
+/// A page's address for a link to it (`RESULT_PAGE_URL`, `VOTE_PAGE_URL`):
+/// an absolute http or https URL, as the browser must be able to follow it
+/// from anywhere.
+pub fn page_url(value: &str) -> Result<String, String> {
+    let expected = "expected an address like http://localhost:5001";
+    let uri: axum::http::Uri = value.parse().map_err(|e| format!("{expected} ({e})"))?;
+    let web = matches!(uri.scheme_str(), Some("http" | "https"));
+    if !web || uri.host().is_none_or(str::is_empty) {
+        return Err(expected.to_string());
+    }
+    Ok(value.to_string())
 }
 
 fn password_file(path: &str) -> Result<Password, String> {
@@ -334,6 +446,28 @@ mod tests {
     }
 
     #[test]
+    fn a_page_url_must_be_an_absolute_web_address() {
+        for good in [
+            "http://localhost:5001",
+            "https://results.example.com/",
+            "http://10.0.0.7:31001/results",
+        ] {
+            assert_eq!(page_url(good).as_deref(), Ok(good));
+        }
+        for bad in [
+            "",
+            "localhost:5001",
+            "/results",
+            "ftp://host/",
+            "http://",
+            "http://a b/",
+        ] {
+            let why = page_url(bad).unwrap_err();
+            assert!(why.starts_with("expected an address like"), "{bad}: {why}");
+        }
+    }
+
+    #[test]
     fn defaults_point_at_localhost() {
         let _env = env_lock();
         let cli = Cli::try_parse_from(["x"]).unwrap();
@@ -350,6 +484,45 @@ mod tests {
         }
         let err = Cli::try_parse_from(["x", "--database-url", "nope"]).unwrap_err();
         assert!(err.to_string().contains("DATABASE_URL"), "{err}");
+    }
+
+    #[test]
+    fn several_hosts_are_tried_in_turn_for_the_one_that_takes_writes() {
+        let _env = env_lock();
+        let secret = SecretFile::new("multi", "s3cret");
+        let url = "postgres://app@db1:5432,db2:5433/votes?target_session_attrs=read-write";
+        let cli = Cli::try_parse_from([
+            "x",
+            "--database-url",
+            url,
+            "--postgres-password-file",
+            secret.path(),
+        ]);
+        let config = cli.unwrap().db.pg_config();
+        let hosts: Vec<String> = config
+            .get_hosts()
+            .iter()
+            .map(|h| format!("{h:?}"))
+            .collect();
+        assert_eq!(hosts, [r#"Tcp("db1")"#, r#"Tcp("db2")"#]);
+        assert_eq!(config.get_ports(), [5432, 5433]);
+        assert_eq!(
+            config.get_target_session_attrs(),
+            tokio_postgres::config::TargetSessionAttrs::ReadWrite
+        );
+        // One password for every host.
+        assert_eq!(config.get_password(), Some(&b"s3cret"[..]));
+        for bad in [
+            "postgres://app@db1,db2/votes?target_session_attrs=any-primary",
+            "postgres://app@db1:5432,db2:x/votes",
+            "postgres://app@db1,db2/votes?port=1,2,3",
+            "postgres:///votes",
+        ] {
+            let err = Cli::try_parse_from(["x", "--database-url", bad]).unwrap_err();
+            let line = first_line(&err);
+            assert!(line.contains("DATABASE_URL"), "{bad}: {line}");
+            assert_eq!(err.kind(), ErrorKind::ValueValidation, "{bad}: {line}");
+        }
     }
 
     #[test]
@@ -433,6 +606,36 @@ mod tests {
             redis_of(cli.unwrap()),
             (Some("vote".into()), Some("pw".into()))
         );
+    }
+
+    #[test]
+    fn sentinel_settings_are_checked_and_name_themselves() {
+        let _env = env_lock();
+        let cli = Cli::try_parse_from(["x"]).unwrap();
+        assert!(!cli.redis.primary().replicated());
+        let sentinels = "s1:26379, s2:26379,10.0.0.3:26380";
+        let cli = Cli::try_parse_from(["x", "--redis-sentinels", sentinels]).unwrap();
+        let s = cli.redis.sentinels.as_ref().unwrap();
+        assert_eq!(s.addresses[1], ("s2".to_string(), 26379));
+        assert_eq!(s.master_name, "voting");
+        assert!(cli.redis.primary().replicated());
+        for bad in ["", "s1", "s1:0", "s1:x", ":26379", "s1:26379,,s2:26379"] {
+            let err = Cli::try_parse_from(["x", "--redis-sentinels", bad]).unwrap_err();
+            let line = first_line(&err);
+            assert!(line.contains("REDIS_SENTINELS"), "{line}");
+        }
+        let err = Cli::try_parse_from(["x", "--redis-master-name", "voting"]).unwrap_err();
+        let line = first_line(&err);
+        assert!(line.contains("REDIS_MASTER_NAME") && line.contains("REDIS_SENTINELS"));
+        let args = [
+            "x",
+            "--redis-sentinels",
+            "s1:1",
+            "--redis-master-name",
+            "a b",
+        ];
+        let line = first_line(&Cli::try_parse_from(args).unwrap_err());
+        assert!(line.contains("REDIS_MASTER_NAME"), "{line}");
     }
 
     #[test]

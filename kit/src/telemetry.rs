@@ -32,6 +32,18 @@ pub fn init() {
     init_as(LogFormat::Text);
 }
 
+/// A service's logging: to stderr in `format`, and first a line saying
+/// which build starts (`vote starting version="0.1.0" commit="4f2a9c1"`;
+/// in JSON, `version` and `commit` are fields), so every log shows what ran.
+pub fn init_service(service: &str, format: LogFormat) {
+    init_as(format);
+    tracing::info!(
+        version = crate::version::VERSION,
+        commit = crate::version::COMMIT,
+        "{service} starting"
+    );
+}
+
 /// Logs to stderr in `format`, filtered by `RUST_LOG`.
 pub fn init_as(format: LogFormat) {
     let filter =

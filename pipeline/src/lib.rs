@@ -12,6 +12,7 @@ use ballot::{Tally, VoteOptions};
 use clap::Parser;
 pub use roles::Roles;
 use test_servers::{Postgres, Redis, Served};
+use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -36,8 +37,13 @@ pub struct Worker {
 
 impl Worker {
     pub fn start(redis_url: &str, database_url: &str) -> Worker {
+        Worker::start_with(redis_url, database_url, &[])
+    }
+
+    /// As `start`, with `extra` flags (`--redis-sentinels`, ...).
+    pub fn start_with(redis_url: &str, database_url: &str, extra: &[&str]) -> Worker {
         let stop = CancellationToken::new();
-        let config = worker::Config::embedded(redis_url, database_url);
+        let config = worker::Config::embedded_with(redis_url, database_url, extra);
         let task = tokio::spawn(worker::run(config, stop.clone()));
         Worker {
             stop,
@@ -114,10 +120,16 @@ impl Stack {
 /// vote on `redis_url` with `extra` flags (`--option-c`, ...), in this
 /// process; it serves while the handle lives.
 pub async fn start_vote(redis_url: &str, extra: &[&str]) -> Served {
+    start_vote_on(Served::bind().await, redis_url, extra)
+}
+
+/// [`start_vote`] on a listener bound already (its port known to a service
+/// started before it).
+pub fn start_vote_on(listener: TcpListener, redis_url: &str, extra: &[&str]) -> Served {
     let mut args = vec!["vote", "--redis-url", redis_url];
     args.extend_from_slice(extra);
     let config = vote::Config::parse_from(args);
-    Served::start(|listener| vote::serve_on(listener, config)).await
+    Served::start_on(listener, |listener| vote::serve_on(listener, config))
 }
 
 /// result on `database_url` with `extra` flags, in this process; it serves

@@ -1,6 +1,7 @@
 //! The results page in headless Chromium, fed by the real vote service and
 //! the real worker: a vote cast in one window shows up in the other without
-//! a reload, and the page says when it lost its connection.
+//! a reload, and the page says when it lost its connection. The two pages
+//! link to each other, and each names the replica and build that served it.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -9,15 +10,22 @@ use fantoccini::{Client, Locator};
 use futures_util::FutureExt;
 use pipeline::client::*;
 use std::panic::AssertUnwindSafe;
-use test_servers::{Browser, Postgres, Redis};
+use test_servers::{Browser, Postgres, Redis, Served};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_vote_appears_live_and_outages_are_shown() {
     let redis = Redis::shared().fresh_db_url();
     let pg = Postgres::start();
     let database = pg.url();
-    let result = pipeline::start_result(&database, &[]).await;
-    let vote = pipeline::start_vote(&redis, &[]).await;
+    // Each page links to the other: vote's port is bound before result starts.
+    let vote_listener = Served::bind().await;
+    let vote_url = format!(
+        "http://127.0.0.1:{}/",
+        vote_listener.local_addr().unwrap().port()
+    );
+    let result = pipeline::start_result(&database, &["--vote-page-url", &vote_url]).await;
+    let result_url = format!("{}/", result.url());
+    let vote = pipeline::start_vote_on(vote_listener, &redis, &["--result-page-url", &result_url]);
     let (result_port, vote_port) = (result.port(), vote.port());
     wait_for_status(result_port, "/readyz", 200).await;
     let worker = pipeline::Worker::start(&redis, &database);
@@ -44,16 +52,32 @@ async fn a_vote_appears_live_and_outages_are_shown() {
 async fn vote_and_watch(sessions: &[Client; 3], pg: &Postgres, result_port: u16, vote_port: u16) {
     let [results, voter, phone] = sessions;
     let results_url = format!("http://127.0.0.1:{result_port}/");
+    let vote_url = format!("http://127.0.0.1:{vote_port}/");
     results.goto(&results_url).await.unwrap();
     wait_for_text(results, "#status", "Live").await;
     assert_eq!(text(results, "#total").await, "No votes yet");
-    assert_eq!(text(results, ".option-a .percent").await, "50%");
-    assert_eq!(text(results, ".option-b .percent").await, "50%");
+    // Nothing counted: no share to show, not an even split.
+    for option in ["a", "b"] {
+        let percent = format!(".option-{option} .percent");
+        assert_eq!(text(results, &percent).await, "–");
+        assert_eq!(
+            text(results, &format!(".option-{option} .count")).await,
+            "0 votes"
+        );
+    }
+    assert!(!text(results, "main").await.contains('%'));
+    screenshot(results, "result-empty.png").await;
+    assert_footer_names_the_build(results).await;
 
-    voter
-        .goto(&format!("http://127.0.0.1:{vote_port}/"))
-        .await
-        .unwrap();
+    // Each page links to the other: from the results to the vote and back.
+    click(results, ".other-page a").await;
+    wait_for_url(results, &vote_url).await;
+    assert_footer_names_the_build(results).await;
+    click(results, ".other-page a").await;
+    wait_for_url(results, &results_url).await;
+    wait_for_text(results, "#status", "Live").await;
+
+    voter.goto(&vote_url).await.unwrap();
     click(voter, "button[value=a]").await;
 
     // The results window was never reloaded.
@@ -95,6 +119,29 @@ async fn vote_and_watch(sessions: &[Client; 3], pg: &Postgres, result_port: u16,
     click(voter, "button[value=b]").await;
     wait_for_text(results, ".option-b .count", "4 votes").await;
     wait_for_text(results, "#total", "8 votes").await;
+}
+
+/// The footer names this replica's build, as `kit::version` has it.
+async fn assert_footer_names_the_build(client: &Client) {
+    let footer = text(client, "footer").await;
+    let build = format!(
+        "version {}, commit {}",
+        kit::version::VERSION,
+        kit::version::COMMIT
+    );
+    assert!(footer.starts_with("Processed by container ID "), "{footer}");
+    assert!(footer.ends_with(&build), "{footer}");
+}
+
+async fn wait_for_url(client: &Client, expected: &str) {
+    let waiting = async {
+        while client.current_url().await.unwrap().as_str() != expected {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(PATIENCE, waiting)
+        .await
+        .unwrap_or_else(|_| panic!("never went to {expected}"));
 }
 
 async fn click(client: &Client, css: &str) {

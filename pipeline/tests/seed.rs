@@ -87,9 +87,17 @@ async fn running_by_time_at_a_capped_rate_is_counted_exactly() {
     assert_eq!(summary.problem(), None);
     let sent = summary.sent.requests;
     // 200 start within the second; tasks already waiting for a turn may add
-    // one each (50 tasks), never more. Stopping early, or ignoring the
-    // rate or the duration, falls outside.
-    assert!((150..=250).contains(&sent), "{sent} requests");
+    // one each (50 tasks), never more: ignoring the rate falls outside. How
+    // many fewer a busy machine manages says nothing of seed (CI saw 111 at a
+    // load average of 22), so the duration is checked by the clock instead:
+    // not stopped early, and not run on far past it.
+    assert!((1..=250).contains(&sent), "{sent} requests");
+    let wall = summary.sent.wall;
+    assert!(wall >= Duration::from_secs(1), "stopped after {wall:?}");
+    assert!(
+        wall < Duration::from_secs(15),
+        "still sending after {wall:?}"
+    );
     assert_eq!(stack.stored().await.total, sent as i64);
 }
 

@@ -15,7 +15,8 @@ use kit::db_error::{explain, unusable_setting};
 use kit::outage::Outage;
 use tokio::sync::{watch, Notify};
 use tokio::time::{sleep_until, timeout, Instant};
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres::config::TargetSessionAttrs;
+use tokio_postgres::{AsyncMessage, NoTls, SimpleQueryMessage};
 use tokio_util::sync::CancellationToken;
 
 /// Bursts of notifications collapse into at most one read per interval,
@@ -120,9 +121,21 @@ async fn follow(
             }
         }
     };
+    // With several hosts, the one taking writes is the one to follow: only
+    // its tallies move, and only its commits notify.
+    let primary_only = db.get_target_session_attrs() == TargetSessionAttrs::ReadWrite;
+    let publishing = keep_publishing(
+        &client,
+        options,
+        feed,
+        postgres,
+        &notified,
+        &newest,
+        primary_only,
+    );
     tokio::select! {
         failure = receive => failure,
-        result = keep_publishing(&client, options, feed, postgres, &notified, &newest) => {
+        result = publishing => {
             let Err(failure) = result;
             failure
         }
@@ -134,6 +147,9 @@ async fn follow(
 /// interval. A current schema is only read: result needs no rights to
 /// change it (its role, voting_result, may not), and a database without a
 /// current one waits for `worker migrate`, with the outage backoff.
+/// `primary_only`: a refresh without a notification also checks that the
+/// server still takes writes; one demoted to a read-only standby with this
+/// connection open is left, and the next connection finds the new primary.
 async fn keep_publishing(
     client: &tokio_postgres::Client,
     options: &VoteOptions,
@@ -141,6 +157,7 @@ async fn keep_publishing(
     postgres: &Outage,
     notified: &Notify,
     newest: &AtomicI64,
+    primary_only: bool,
 ) -> Result<Infallible, Failure> {
     if let Migration::Upgraded { from } = within_timeout(migrate(client)).await? {
         tracing::info!(from, to = ballot::schema::VERSION, "schema upgraded");
@@ -166,9 +183,29 @@ async fn keep_publishing(
             record_push(feed, newest);
         }
         let next_read = Instant::now() + MIN_READ_INTERVAL;
-        let _ = timeout(REFRESH_INTERVAL, notified.notified()).await;
+        let quiet = timeout(REFRESH_INTERVAL, notified.notified())
+            .await
+            .is_err();
+        if quiet && primary_only && read_only(client).await? {
+            return Err(Failure::Outage(
+                "the server is read-only now (demoted to a standby?); \
+                 looking for the primary"
+                    .into(),
+            ));
+        }
         sleep_until(next_read).await;
     }
+}
+
+/// True if the server refuses writes, as a standby does: the test
+/// `target_session_attrs=read-write` makes when connecting, so the two agree.
+async fn read_only(client: &tokio_postgres::Client) -> Result<bool, Failure> {
+    let rows = within_timeout(client.simple_query("SHOW transaction_read_only")).await?;
+    let value = rows.iter().find_map(|message| match message {
+        SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
+        _ => None,
+    });
+    Ok(value.as_deref() == Some("on"))
 }
 
 async fn within_timeout<T>(

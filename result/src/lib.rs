@@ -39,6 +39,11 @@ pub struct Config {
     pub port: u16,
     #[command(flatten)]
     pub options: OptionArgs,
+    /// The vote page's address, which the results page links to (as a
+    /// browser reaches it: the edge's port 5000 on this machine by default).
+    #[arg(long, env = "VOTE_PAGE_URL", default_value = "http://localhost:5000",
+          value_parser = kit::settings::page_url)]
+    pub vote_page_url: String,
     #[command(flatten)]
     pub log: kit::telemetry::LogArgs,
     /// Seconds result goes on serving after SIGTERM while `/readyz` answers
@@ -48,6 +53,8 @@ pub struct Config {
     #[arg(long, env = "SHUTDOWN_DRAIN", default_value_t = 4,
           value_parser = clap::value_parser!(u64).range(0..=60))]
     pub shutdown_drain: u64,
+    #[command(flatten)]
+    pub demo: kit::demo::DemoArgs,
 }
 
 /// What every request handler and socket needs, built once at start.
@@ -55,6 +62,8 @@ struct App {
     /// The latest tally, as the feed publishes it.
     feed: watch::Receiver<Feed>,
     options: VoteOptions,
+    /// What the page says around the tally: this replica, the vote page.
+    page: page::Surroundings,
     /// The websockets' tasks, so that the process can wait for each to
     /// have sent its close frame before it exits.
     sockets: TaskTracker,
@@ -85,9 +94,13 @@ pub async fn serve_on(listener: TcpListener, config: Config) -> Result<(), Stopp
     let app = Arc::new(App {
         feed,
         options: options.clone(),
+        page: page::Surroundings {
+            hostname: kit::version::hostname(),
+            vote_page_url: config.vote_page_url,
+        },
         sockets: TaskTracker::new(),
         draining: shutdown.draining,
-        readiness: kit::http::Readiness::default(),
+        readiness: kit::http::Readiness::new(!config.demo.demo_start_not_ready),
         stop: shutdown.stop.clone(),
     });
     tracing::info!("serving on {}", listener.local_addr()?);
@@ -99,7 +112,8 @@ pub async fn serve_on(listener: TcpListener, config: Config) -> Result<(), Stopp
         stop.cancel();
         unusable
     });
-    kit::http::serve(listener, routes::app(Arc::clone(&app)), shutdown.stop).await;
+    let routes = routes::app(Arc::clone(&app), config.demo.demo_delay);
+    kit::http::serve(listener, routes, shutdown.stop).await;
     close_sockets(&app.sockets).await;
     match following.await {
         Ok(Some(line)) => Err(Stopped::Unusable(line)),
@@ -146,5 +160,7 @@ mod tests {
         assert!(error.to_string().contains("DATABASE_URL"), "{error}");
         let error = Config::try_parse_from(["result", "--shutdown-drain", "61"]).unwrap_err();
         assert!(error.to_string().contains("SHUTDOWN_DRAIN"), "{error}");
+        let error = Config::try_parse_from(["result", "--vote-page-url", "vote:5000"]).unwrap_err();
+        assert!(error.to_string().contains("VOTE_PAGE_URL"), "{error}");
     }
 }

@@ -10,7 +10,7 @@ fn main() -> ExitCode {
         return kit::healthcheck::probe(config.port);
     }
     let log_format = config.log.log_format;
-    kit::telemetry::init_as(log_format);
+    kit::telemetry::init_service("result", log_format);
     // Each websocket client holds a file descriptor for as long as it
     // watches: allow as many as the system does.
     kit::limits::raise_open_files_logged();

@@ -11,6 +11,7 @@ use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
+use kit::demo::DelayRange;
 use kit::http::{not_found, Routes};
 
 use crate::feed::Published;
@@ -19,7 +20,8 @@ use crate::App;
 
 /// Every route, with the name it is timed under (the names Rocket gave
 /// them, which dashboards select on).
-pub fn app(app: Arc<App>) -> kit::http::App {
+/// `delay`: `DEMO_DELAY`.
+pub fn app(app: Arc<App>, delay: Option<DelayRange>) -> kit::http::App {
     Routes::new()
         .get("page", "/", page)
         .get("script", "/result.js", script)
@@ -27,7 +29,8 @@ pub fn app(app: Arc<App>) -> kit::http::App {
         .get("favicon", "/favicon.svg", favicon)
         .get("tally", "/api/tally", tally)
         .get("socket", "/ws", socket)
-        .get("readyz", "/readyz", readyz)
+        .readyz(readyz, &app.readiness)
+        .demo_delay(delay)
         .finish(app, "result", not_found)
 }
 
@@ -37,7 +40,7 @@ const DATABASE_DOWN: (StatusCode, &str) =
 async fn page(State(app): State<Arc<App>>) -> Html<String> {
     let feed = app.feed.borrow().clone();
     let tally = feed.latest.as_ref().map(|p| &p.tally);
-    let page = ResultsPage::new(&app.options, tally, feed.live);
+    let page = ResultsPage::new(&app.options, tally, feed.live, &app.page);
     Html(page.render().expect("the results page renders"))
 }
 

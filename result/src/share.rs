@@ -3,17 +3,13 @@
 /// Whole percentages, one per count, that always sum to 100 (largest
 /// remainder method: floor every share, then hand the missing points to the
 /// largest fractions, earlier options first on ties). With nothing counted
-/// yet the options split evenly, so two options show 50/50.
-pub fn percentages(counts: &[i64]) -> Vec<u32> {
-    let total: i64 = counts.iter().map(|&c| c.max(0)).sum();
-    let weights: Vec<i64> = if total == 0 {
-        vec![1; counts.len()]
-    } else {
-        counts.iter().map(|&c| c.max(0)).collect()
-    };
+/// yet there are none: no option has a share of nothing (the page shows no
+/// percentage rather than an even split nobody voted for).
+pub fn percentages(counts: &[i64]) -> Option<Vec<u32>> {
+    let weights: Vec<i64> = counts.iter().map(|&c| c.max(0)).collect();
     let total: i64 = weights.iter().sum();
     if total == 0 {
-        return Vec::new();
+        return None;
     }
     let mut shares: Vec<u32> = weights.iter().map(|w| (w * 100 / total) as u32).collect();
     let missing = 100 - shares.iter().sum::<u32>() as usize;
@@ -23,7 +19,7 @@ pub fn percentages(counts: &[i64]) -> Vec<u32> {
     for &i in by_remainder.iter().take(missing) {
         shares[i] += 1;
     }
-    shares
+    Some(shares)
 }
 
 /// "No votes yet", "1 vote", "N votes".
@@ -47,22 +43,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn nothing_counted_splits_evenly() {
-        assert_eq!(percentages(&[0, 0]), [50, 50]);
-        assert_eq!(percentages(&[0, 0, 0]), [34, 33, 33]);
+    fn nothing_counted_has_no_percentages() {
+        assert_eq!(percentages(&[0, 0]), None);
+        assert_eq!(percentages(&[0, 0, 0]), None);
+        assert_eq!(percentages(&[]), None);
     }
 
     #[test]
     fn awkward_counts_still_sum_to_100() {
-        assert_eq!(percentages(&[1, 1, 1]), [34, 33, 33]);
-        assert_eq!(percentages(&[2, 1]), [67, 33]);
-        assert_eq!(percentages(&[1, 2]), [33, 67]);
-        assert_eq!(percentages(&[1, 0]), [100, 0]);
-        assert_eq!(percentages(&[1, 998, 1]), [0, 100, 0]);
-        assert_eq!(
-            percentages(&[1, 1, 1, 1, 1, 1, 1]),
-            [15, 15, 14, 14, 14, 14, 14]
-        );
+        let shares = |counts: &[i64]| percentages(counts).unwrap();
+        assert_eq!(shares(&[1, 1, 1]), [34, 33, 33]);
+        assert_eq!(shares(&[2, 1]), [67, 33]);
+        assert_eq!(shares(&[1, 2]), [33, 67]);
+        assert_eq!(shares(&[1, 0]), [100, 0]);
+        assert_eq!(shares(&[1, 998, 1]), [0, 100, 0]);
+        assert_eq!(shares(&[1, 1, 1, 1, 1, 1, 1]), [15, 15, 14, 14, 14, 14, 14]);
         for counts in [
             vec![1, 1, 1, 1, 1, 1, 1, 1],
             vec![7, 13, 29, 1, 0, 3],
@@ -70,7 +65,7 @@ mod tests {
             vec![1, 1_000_000_007],
             vec![5, 5, 5, 5, 5, 5],
         ] {
-            let shares = percentages(&counts);
+            let shares = percentages(&counts).unwrap();
             assert_eq!(shares.iter().sum::<u32>(), 100, "{counts:?} -> {shares:?}");
             assert_eq!(shares.len(), counts.len());
         }
@@ -81,7 +76,10 @@ mod tests {
         for a in 0..40 {
             for b in 0..40 {
                 for c in 0..12 {
-                    let shares = percentages(&[a, b, c]);
+                    let Some(shares) = percentages(&[a, b, c]) else {
+                        assert_eq!(a + b + c, 0);
+                        continue;
+                    };
                     assert_eq!(shares.iter().sum::<u32>(), 100, "{a} {b} {c}");
                 }
             }

@@ -9,11 +9,12 @@
   const lastRetry = 10000;
   let retry = firstRetry;
 
-  // Same rule as the server (share.rs): largest remainder, an even split when empty.
+  // Same rule as the server (share.rs): largest remainder; none (null)
+  // while nothing is counted.
   function percentages(counts) {
-    const sum = counts.reduce((s, c) => s + c, 0);
-    const weights = sum === 0 ? counts.map(() => 1) : counts;
+    const weights = counts.map((c) => Math.max(c, 0));
     const whole = weights.reduce((s, c) => s + c, 0);
+    if (whole === 0) return null;
     const shares = weights.map((w) => Math.floor((w * 100) / whole));
     const order = weights.map((w, i) => i).sort((i, j) => ((weights[j] * 100) % whole) - ((weights[i] * 100) % whole) || i - j);
     let missing = 100 - shares.reduce((s, p) => s + p, 0);
@@ -40,9 +41,12 @@
       return;
     }
     const counts = options.map((el) => tally.votes[el.dataset.option] || 0);
-    percentages(counts).forEach((percent, i) => {
-      const el = options[i];
-      el.querySelector(".percent").textContent = percent + "%";
+    const shares = percentages(counts);
+    options.forEach((el, i) => {
+      const percent = shares ? shares[i] : 0;
+      const shown = el.querySelector(".percent");
+      shown.textContent = shares ? percent + "%" : "–";
+      shown.classList.toggle("none", !shares);
       el.querySelector(".fill").style.width = percent + "%";
       el.querySelector(".track").setAttribute("aria-valuenow", percent);
       el.querySelector(".count").textContent = votesText(counts[i]);

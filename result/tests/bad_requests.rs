@@ -39,6 +39,14 @@ async fn bad_requests_leave_the_log_quiet() {
         command.env_remove("RUST_LOG"); // the default filter
     })
     .await;
+    // The first line says which build started.
+    let starting = format!(
+        "result starting version=\"{}\" commit=\"{}\"",
+        kit::version::VERSION,
+        kit::version::COMMIT
+    );
+    let first = result.log().first().cloned().unwrap_or_default();
+    assert!(first.ends_with(&starting), "{first}");
     let started_with = result.log().len();
     // Each request, and the start of the answer it gets (None: the client
     // leaves without reading one).

@@ -252,13 +252,15 @@ async fn the_page_shows_every_option_without_javascript() {
     for expected in [
         "Cats",
         "Dogs",
-        "50%",
+        r#"<span class="percent none">–</span>"#,
         "No votes yet",
         "/result.js",
         "/result.css",
     ] {
         assert!(page.contains(expected), "page lacks {expected}");
     }
+    // No votes, no shares: not an even split.
+    assert!(!page.contains("%</span>"), "{page}");
     let db = db(&url).await;
     insert_votes(&db, &[("v1", "a"), ("v2", "a"), ("v3", "b")]).await;
     wait_until_total(port, 3).await;
@@ -281,7 +283,16 @@ async fn more_options_from_settings() {
         r#"{"votes":{"a":0,"b":0,"c":0},"total":0}"#
     );
     let page = get_text(port, "/").await;
-    assert!(page.contains("Birds") && page.contains("34%") && page.contains("33%"));
+    assert!(page.contains("Birds"), "{page}");
+    assert_eq!(page.matches("percent none").count(), 3, "{page}");
+    let db = db(&url).await;
+    insert_votes(&db, &[("v1", "a"), ("v2", "b"), ("v3", "c")]).await;
+    wait_until_total(port, 3).await;
+    let page = get_text(port, "/").await;
+    assert!(
+        page.contains(">34%</span>") && page.contains(">33%</span>"),
+        "{page}"
+    );
 }
 
 async fn wait_until_total(port: u16, total: i64) {

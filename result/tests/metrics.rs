@@ -55,10 +55,14 @@ async fn metrics_follow_the_tally_and_the_websocket_clients() {
     wait_for_status(port, "/readyz", 200).await;
     let start = get_text(port, "/metrics").await;
     assert_eq!(sample(&start, "result_websocket_clients"), Some(0.0));
-    assert_eq!(
-        sample(&start, "result_build_info{version=\"0.1.0\"}"),
-        Some(1.0)
+    let build = format!(
+        "result_build_info{{version=\"{}\",commit=\"{}\"}}",
+        kit::version::VERSION,
+        kit::version::COMMIT
     );
+    assert_eq!(sample(&start, &build), Some(1.0), "{start}");
+    let version = get_text(port, "/version").await;
+    assert_eq!(version, kit::version::json("result"));
     assert!(sample(&start, "process_resident_memory_bytes").is_some_and(|v| v > 0.0));
     let pushes = sample(&start, "result_tally_pushes_total").unwrap();
 

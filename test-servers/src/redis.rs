@@ -14,7 +14,7 @@ use crate::process::{self, find_binary, free_port, spawn, wait_until, ServerProc
 const DATABASES: u32 = 10_000;
 
 /// The users of `redis/users.acl`, the ACL the stacks run Redis with.
-pub const USERS: [&str; 4] = ["vote", "worker", "exporter", "admin"];
+pub const USERS: [&str; 6] = ["vote", "worker", "exporter", "admin", "replica", "sentinel"];
 
 /// A `redis-server` in a temp dir. Data survives `stop`/`start` (it saves on
 /// shutdown), like a real server with persistence.
@@ -24,8 +24,11 @@ pub struct Redis {
     process: ServerProcess,
     next_db: AtomicU32,
     append_only: bool,
-    /// Started by `redis/start.sh` with the shipped ACL (`start_with_users`).
-    users: bool,
+    /// Started by `redis/start.sh` with the shipped ACL (`start_with_users`),
+    /// the users' password files in this directory.
+    secrets: Option<PathBuf>,
+    /// More `redis-server` options (`--replicaof`, ...).
+    extra: Vec<String>,
 }
 
 impl Redis {
@@ -45,28 +48,31 @@ impl Redis {
     /// [`Redis::url`] and [`Redis::fresh_db_url`] log in as admin;
     /// [`Redis::url_as`] as another.
     pub fn start_with_users() -> Redis {
-        let redis = Redis::unstarted(true, true);
-        let secrets = redis.secrets_dir();
-        std::fs::create_dir(&secrets).expect("secrets dir");
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos();
-        for user in USERS {
-            let password = format!("{user}-{}-{nanos:x}", redis.port);
-            std::fs::write(redis.password_file(user), format!("{password}\n")).unwrap();
-        }
+        let mut redis = Redis::unstarted(true);
+        let secrets = redis.dir.path().join("secrets");
+        write_secrets(&secrets, &redis.port.to_string());
+        redis.secrets = Some(secrets);
+        redis.resume();
+        redis
+    }
+
+    /// A member of a replicated set (`RedisHa`): as `start_with_users`, with
+    /// the passwords in `secrets` and more options.
+    pub(crate) fn start_member(secrets: &Path, extra: Vec<String>) -> Redis {
+        let mut redis = Redis::unstarted(true);
+        redis.secrets = Some(secrets.to_path_buf());
+        redis.extra = extra;
         redis.resume();
         redis
     }
 
     fn start_with(append_only: bool) -> Redis {
-        let redis = Redis::unstarted(append_only, false);
+        let redis = Redis::unstarted(append_only);
         redis.resume();
         redis
     }
 
-    fn unstarted(append_only: bool, users: bool) -> Redis {
+    fn unstarted(append_only: bool) -> Redis {
         Redis {
             port: free_port(),
             dir: tempfile::Builder::new()
@@ -76,7 +82,8 @@ impl Redis {
             process: ServerProcess::default(),
             next_db: AtomicU32::new(1),
             append_only,
-            users,
+            secrets: None,
+            extra: Vec::new(),
         }
     }
 
@@ -122,24 +129,22 @@ impl Redis {
 
     /// The file holding `user`'s password, as a secret is mounted.
     pub fn password_file(&self, user: &str) -> PathBuf {
-        assert!(self.users, "a server started with_users has users");
-        self.secrets_dir().join(format!("redis_{user}_password"))
+        let secrets = self.secrets.as_deref();
+        password_file(
+            secrets.expect("a server started with_users has users"),
+            user,
+        )
     }
 
     pub fn password(&self, user: &str) -> String {
-        let text = std::fs::read_to_string(self.password_file(user)).expect("a user of users.acl");
-        text.trim_end().to_string()
+        password_in(&self.password_file(user))
     }
 
     fn admin_login(&self) -> String {
-        match self.users {
-            true => format!("admin:{}@", self.password("admin")),
-            false => String::new(),
+        match self.secrets {
+            Some(_) => format!("admin:{}@", self.password("admin")),
+            None => String::new(),
         }
-    }
-
-    fn secrets_dir(&self) -> PathBuf {
-        self.dir.path().join("secrets")
     }
 
     /// Shuts the server down cleanly (saving its data); clients see it gone.
@@ -170,8 +175,9 @@ impl Redis {
         }
         let port = self.port;
         let login = self
-            .users
-            .then(|| format!("AUTH admin {}\r\n", self.password("admin")));
+            .secrets
+            .as_ref()
+            .map(|_| format!("AUTH admin {}\r\n", self.password("admin")));
         wait_until("redis-server", Duration::from_secs(10), &self.log(), || {
             ping(port, login.as_deref())
         });
@@ -179,17 +185,17 @@ impl Redis {
 
     fn spawn(&self) -> Child {
         let binary = find_binary("redis-server", &[], "redis-server");
-        let mut command = if self.users {
-            let start = Path::new(env!("CARGO_MANIFEST_DIR")).join("../redis/start.sh");
-            let mut command = Command::new("sh");
-            command
-                .arg(start)
-                .arg(binary)
-                .env("REDIS_SECRETS_DIR", self.secrets_dir())
-                .env("REDIS_ACLFILE", self.dir.path().join("users.acl"));
-            command
-        } else {
-            Command::new(binary)
+        let mut command = match &self.secrets {
+            Some(secrets) => {
+                let mut command = Command::new("sh");
+                command
+                    .arg(start_script())
+                    .arg(binary)
+                    .env("REDIS_SECRETS_DIR", secrets)
+                    .env("REDIS_ACLFILE", self.dir.path().join("users.acl"));
+                command
+            }
+            None => Command::new(binary),
         };
         command
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
@@ -199,14 +205,43 @@ impl Redis {
             .args(["--databases", &DATABASES.to_string()])
             .args(["--protected-mode", "no", "--daemonize", "no"])
             .args(["--logfile", &self.log().to_string_lossy()])
+            .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         spawn(command, libc::SIGKILL)
     }
 
-    fn log(&self) -> PathBuf {
+    pub(crate) fn log(&self) -> PathBuf {
         self.dir.path().join("redis.log")
     }
+}
+
+/// `redis/start.sh`, which starts Redis and the Sentinels in the stacks.
+pub(crate) fn start_script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../redis/start.sh")
+}
+
+/// A password file for each of [`USERS`] in a new directory `secrets`, as
+/// the stacks mount their secrets; each password names `tag` and the time.
+pub(crate) fn write_secrets(secrets: &Path, tag: &str) {
+    std::fs::create_dir(secrets).expect("secrets dir");
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    for user in USERS {
+        let password = format!("{user}-{tag}-{nanos:x}");
+        std::fs::write(password_file(secrets, user), format!("{password}\n")).unwrap();
+    }
+}
+
+pub(crate) fn password_file(secrets: &Path, user: &str) -> PathBuf {
+    secrets.join(format!("redis_{user}_password"))
+}
+
+pub(crate) fn password_in(file: &Path) -> String {
+    let text = std::fs::read_to_string(file).expect("a user of users.acl");
+    text.trim_end().to_string()
 }
 
 impl Drop for Redis {
@@ -216,7 +251,7 @@ impl Drop for Redis {
 }
 
 /// PING, after `login` (an AUTH command) on a server with users.
-fn ping(port: u16, login: Option<&str>) -> bool {
+pub(crate) fn ping(port: u16, login: Option<&str>) -> bool {
     let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
         return false;
     };

@@ -21,9 +21,23 @@ impl Served {
         F: FnOnce(TcpListener) -> Fut,
         Fut: Future + Send + 'static,
     {
-        let listener = TcpListener::bind("127.0.0.1:0")
+        Served::start_on(Served::bind().await, serve)
+    }
+
+    /// A loopback listener on a port the system picks, for [`Served::start_on`]
+    /// when another service must know the port before this one starts.
+    pub async fn bind() -> TcpListener {
+        TcpListener::bind("127.0.0.1:0")
             .await
-            .expect("bind a loopback port");
+            .expect("bind a loopback port")
+    }
+
+    /// Runs `serve` on `listener`, bound already.
+    pub fn start_on<F, Fut>(listener: TcpListener, serve: F) -> Served
+    where
+        F: FnOnce(TcpListener) -> Fut,
+        Fut: Future + Send + 'static,
+    {
         let port = listener.local_addr().expect("a bound address").port();
         let serving = serve(listener);
         let task = tokio::spawn(async move {

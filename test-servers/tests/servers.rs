@@ -54,31 +54,54 @@ fn shared_redis_hands_out_distinct_databases() {
     assert_ne!(redis.fresh_db_url(), redis.fresh_db_url());
 }
 
+/// Runs `sql` with psql against `url`; its output, trimmed.
+fn psql(url: &str, sql: &str) -> String {
+    let output = Command::new("psql")
+        .args([url, "-tAc", sql])
+        .output()
+        .unwrap_or_else(|e| match e.kind() {
+            ErrorKind::NotFound => {
+                panic!("psql not found: install it with `apt-get install postgresql-client`")
+            }
+            _ => panic!("cannot run psql: {e}"),
+        });
+    assert!(
+        output.status.success(),
+        "psql {sql:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).trim().to_string()
+}
+
 #[test]
 fn postgres_restarts_and_creates_databases() {
     let pg = Postgres::start();
     let url = pg.fresh_database();
-    let psql = |sql: &str| {
-        let output = Command::new("psql")
-            .args([&url, "-tAc", sql])
-            .output()
-            .unwrap_or_else(|e| match e.kind() {
-                ErrorKind::NotFound => {
-                    panic!("psql not found: install it with `apt-get install postgresql-client`")
-                }
-                _ => panic!("cannot run psql: {e}"),
-            });
-        assert!(
-            output.status.success(),
-            "psql {sql:?}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8_lossy(&output.stdout).trim().to_string()
-    };
-    psql("CREATE TABLE t AS SELECT 7 AS x");
+    psql(&url, "CREATE TABLE t AS SELECT 7 AS x");
     pg.stop();
     pg.resume();
-    assert_eq!(psql("SELECT x FROM t"), "7");
+    assert_eq!(psql(&url, "SELECT x FROM t"), "7");
+}
+
+#[test]
+fn a_standby_follows_its_primary_and_takes_over_when_promoted() {
+    let (primary, standby) = Postgres::start_replicated();
+    // Listed first, the standby is passed over for the primary.
+    let url = Postgres::read_write_url(&[&standby, &primary]);
+    psql(&url, "CREATE TABLE t AS SELECT 7 AS x");
+    let port = |url: &str| psql(url, "SHOW port");
+    assert_eq!(port(&url), primary.port().to_string());
+    // Synchronous: the commit above is on the standby already.
+    assert_eq!(psql(&standby.url(), "SELECT x FROM t"), "7");
+    assert_eq!(psql(&standby.url(), "SELECT pg_is_in_recovery()"), "t");
+
+    primary.make_read_only();
+    assert_eq!(psql(&primary.url(), "SHOW transaction_read_only"), "on");
+    standby.promote();
+    assert_eq!(port(&url), standby.port().to_string());
+    psql(&url, "INSERT INTO t VALUES (8)");
+    primary.crash();
+    assert_eq!(psql(&url, "SELECT sum(x) FROM t"), "15");
 }
 
 #[tokio::test]

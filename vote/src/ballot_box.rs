@@ -7,13 +7,14 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use ballot::queue::{scripts, unstamped_entry, CLOCK, VOTES};
-use redis::aio::MultiplexedConnection;
 use redis::{ErrorKind, RedisError, RedisResult, Script, ServerErrorKind};
 use tokio::time::{timeout_at, Instant};
 
 use kit::outage::Outage;
+use kit::redis_primary::RedisPrimary;
 
-use crate::connection::SharedConnection;
+use crate::connection::{Link, SharedConnection};
+use crate::replicas::Replicas;
 
 /// The longest a request waits on Redis, connecting included.
 const DEADLINE: Duration = Duration::from_millis(1500);
@@ -36,6 +37,10 @@ pub enum Failure {
     /// Sent, and no answer came in time.
     #[error("Redis did not answer within {DEADLINE:?}")]
     NoAnswer,
+    /// With Sentinel: queued on the primary, but no replica confirmed it
+    /// (WAIT) in time; a failover now could lose it.
+    #[error("queued, but no replica confirmed it: {0}")]
+    NotReplicated(String),
 }
 
 impl Failure {
@@ -48,6 +53,8 @@ impl Failure {
 
 pub struct BallotBox {
     redis: SharedConnection,
+    /// With Sentinel: a ballot counts once a replica has it too (WAIT).
+    replicas: Option<Replicas>,
     queue: Script,
     /// Whether the last call succeeded, so outages are logged once, not per vote.
     outage: Outage,
@@ -57,9 +64,10 @@ pub struct BallotBox {
 
 impl BallotBox {
     /// Connects lazily: the service starts (and serves the page) without Redis.
-    pub fn new(redis: redis::Client) -> BallotBox {
+    pub fn new(primary: RedisPrimary) -> BallotBox {
         BallotBox {
-            redis: SharedConnection::new(redis),
+            replicas: primary.replicated().then(Replicas::new),
+            redis: SharedConnection::new(primary),
             queue: Script::new(scripts::QUEUE),
             outage: Outage::new("redis").meanwhile("votes fail until Redis takes them"),
             unusable: OnceLock::new(),
@@ -68,7 +76,10 @@ impl BallotBox {
 
     /// Queues `voter_id`'s ballot for `option`; Redis stamps it. One
     /// `EVALSHA`; the script is loaded (and the call repeated) only when
-    /// Redis does not have it yet, as `redis::Script` does.
+    /// Redis does not have it yet, as `redis::Script` does. With Sentinel,
+    /// then a `WAIT 1` on the same connection, sent after the script's
+    /// reply came, confirms a replica has it ([`Replicas`]). A primary
+    /// without replicas in reach refuses the script (NOREPLICAS): 503.
     pub async fn push(&self, voter_id: &str, option: &str) -> Result<(), Failure> {
         let mut queue = redis::cmd("EVALSHA");
         queue
@@ -78,16 +89,25 @@ impl BallotBox {
             .arg(VOTES)
             .arg(unstamped_entry(voter_id, option));
         let outcome = self
-            .call(|mut redis| async move {
+            .call(|link| async move {
+                let mut redis = link.connection.clone();
                 match queue.query_async::<()>(&mut redis).await {
                     Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
                         self.queue.load_async(&mut redis).await?;
-                        queue.query_async(&mut redis).await
+                        queue.query_async(&mut redis).await?
                     }
-                    outcome => outcome,
+                    outcome => outcome?,
                 }
+                let Some(replicas) = &self.replicas else {
+                    return Ok(Ok(()));
+                };
+                let ticket = replicas.ticket();
+                // Queued already: from here on no answer is a refusal.
+                let confirmed = replicas.confirm(ticket, &link).await?;
+                Ok(confirmed.map_err(Failure::NotReplicated))
             })
-            .await;
+            .await
+            .and_then(|queued| queued);
         self.note(&outcome);
         outcome
     }
@@ -127,14 +147,17 @@ impl BallotBox {
     }
 
     async fn ping_quietly(&self) -> Result<(), Failure> {
-        self.call(|mut redis| async move { redis::cmd("PING").query_async::<()>(&mut redis).await })
-            .await
+        self.call(|link| async move {
+            let mut redis = link.connection;
+            redis::cmd("PING").query_async::<()>(&mut redis).await
+        })
+        .await
     }
 
     /// Runs `send` on the shared connection within `DEADLINE` and says what
     /// became of the command. A connection that failed is dropped, so the
     /// next call makes a new one.
-    async fn call<T, F>(&self, send: impl FnOnce(MultiplexedConnection) -> F) -> Result<T, Failure>
+    async fn call<T, F>(&self, send: impl FnOnce(Link) -> F) -> Result<T, Failure>
     where
         F: std::future::Future<Output = RedisResult<T>>,
     {
@@ -148,15 +171,23 @@ impl BallotBox {
                 Err(_) => return Err(Failure::NoConnection(no_connection_in_time())),
             },
         };
-        match timeout_at(deadline, send(link.connection)).await {
+        let id = link.id;
+        match timeout_at(deadline, send(link)).await {
             Ok(Ok(value)) => Ok(value),
-            Ok(Err(e)) if is_error_reply(&e) => Err(Failure::Refused(e)),
+            Ok(Err(e)) if is_error_reply(&e) => {
+                // A primary demoted to a replica (READONLY): the next call
+                // asks the Sentinels again.
+                if e.code() == Some("READONLY") {
+                    self.redis.reset(id);
+                }
+                Err(Failure::Refused(e))
+            }
             Ok(Err(e)) => {
-                self.redis.reset(link.id);
+                self.redis.reset(id);
                 Err(Failure::Lost(e))
             }
             Err(_) => {
-                self.redis.reset(link.id);
+                self.redis.reset(id);
                 Err(Failure::NoAnswer)
             }
         }

@@ -5,11 +5,15 @@
 //! sent" from "sent, then lost": a connection is handed out only while the
 //! task that does its I/O still runs (a socket Redis closed ends that task),
 //! and making one either succeeds, with nothing of ours sent yet, or fails.
+//! Each new connection goes to the primary as of then (with Sentinel, the
+//! one the Sentinels name), so after a failover the next one reaches the
+//! new primary.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use kit::redis_primary::RedisPrimary;
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, ConnectionAddr, ErrorKind, RedisError, RedisResult};
 use tokio::net::{TcpStream, UnixStream};
@@ -19,7 +23,7 @@ use tokio::task::JoinHandle;
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 
 pub struct SharedConnection {
-    client: redis::Client,
+    primary: RedisPrimary,
     current: Mutex<Option<Live>>,
     /// One attempt to connect at a time: requests that arrive meanwhile
     /// wait for it and share the connection it makes.
@@ -36,15 +40,16 @@ struct Live {
 
 /// A connection handed to one caller, and which one it is, so that a caller
 /// who saw it fail drops it and not a newer one.
+#[derive(Clone)]
 pub struct Link {
     pub connection: MultiplexedConnection,
     pub id: u64,
 }
 
 impl SharedConnection {
-    pub fn new(client: redis::Client) -> Self {
+    pub fn new(primary: RedisPrimary) -> Self {
         SharedConnection {
-            client,
+            primary,
             current: Mutex::new(None),
             connecting: tokio::sync::Mutex::new(()),
             made: AtomicU64::new(0),
@@ -99,7 +104,8 @@ impl SharedConnection {
     /// A new connection whose I/O runs on a task of our own, so that we can
     /// see when the socket is gone.
     async fn connect(&self) -> RedisResult<Live> {
-        let info = self.client.get_connection_info();
+        let client = self.primary.client().await?;
+        let info = client.get_connection_info();
         // Each caller bounds its own wait for a reply.
         let config = AsyncConnectionConfig::new().set_response_timeout(None);
         let (connection, io) = match info.addr() {

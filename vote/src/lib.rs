@@ -5,6 +5,7 @@ mod ballot_box;
 mod connection;
 mod form;
 mod page;
+mod replicas;
 mod routes;
 mod voter;
 
@@ -40,6 +41,12 @@ pub struct Config {
     #[command(flatten)]
     pub options: OptionArgs,
 
+    /// The results page's address, which the vote page links to (as a
+    /// browser reaches it: the edge's port 5001 on this machine by default).
+    #[arg(long, env = "RESULT_PAGE_URL", default_value = "http://localhost:5001",
+          value_parser = kit::settings::page_url, global = true)]
+    pub result_page_url: String,
+
     #[command(flatten)]
     pub log: kit::telemetry::LogArgs,
 
@@ -54,6 +61,16 @@ pub struct Config {
     #[arg(long, env = "SHUTDOWN_DRAIN", default_value_t = 4, global = true,
           value_parser = clap::value_parser!(u64).range(0..=60))]
     pub shutdown_drain: u64,
+
+    #[command(flatten)]
+    pub demo: kit::demo::DemoArgs,
+
+    /// Demo fault: refuse this fraction of votes (0 to 1, e.g. 0.1), picked
+    /// at random, as when Redis is down: 503 "not recorded", nothing
+    /// queued, counted as `vote_ballots_total{outcome="refused"}`. Off
+    /// unless set.
+    #[arg(long, env = "DEMO_REFUSE_FRACTION", value_parser = kit::demo::fraction, global = true)]
+    pub demo_refuse_fraction: Option<kit::demo::Fraction>,
 
     /// The old name of WORKER_THREADS, from when vote ran on Rocket.
     #[arg(long, env = "ROCKET_WORKERS", hide = true, global = true)]
@@ -89,18 +106,22 @@ pub struct App {
     /// Cancelled once shutting down: `/readyz` answers 503 from then on.
     draining: CancellationToken,
     readiness: kit::http::Readiness,
+    /// `DEMO_REFUSE_FRACTION`: votes refused on purpose.
+    refuse: Option<kit::demo::Fraction>,
 }
 
 impl App {
     fn new(
         options: ballot::VoteOptions,
         hostname: String,
+        result_page_url: &str,
         ballot_box: BallotBox,
         draining: CancellationToken,
+        config: &Config,
     ) -> App {
         let labels: Vec<&str> = options.iter().map(|o| o.label.as_str()).collect();
         let title = format!("{}!", labels.join(" vs "));
-        let pages = page::Pages::new(&options, &title, &hostname);
+        let pages = page::Pages::new(&options, &title, &hostname, result_page_url);
         let choice_cookies = options
             .iter()
             .map(|o| (o.id, voter::set_cookie(voter::CHOICE, o.id)))
@@ -114,7 +135,8 @@ impl App {
             choice_cookies,
             outcomes: routes::Outcomes::register(),
             draining,
-            readiness: kit::http::Readiness::default(),
+            readiness: kit::http::Readiness::new(!config.demo.demo_start_not_ready),
+            refuse: config.demo_refuse_fraction,
         }
     }
 
@@ -174,13 +196,19 @@ pub async fn serve_on(listener: TcpListener, config: Config) -> Result<(), Stopp
     kit::metrics::Metrics::install("vote");
     let app = Arc::new(App::new(
         config.options.options(),
-        hostname(),
-        BallotBox::new(config.redis.client()),
+        kit::version::hostname(),
+        &config.result_page_url,
+        BallotBox::new(config.redis.primary()),
         shutdown.draining,
+        &config,
     ));
+    if let Some(refuse) = app.refuse {
+        tracing::warn!("demo fault: refusing a fraction {refuse} of votes (DEMO_REFUSE_FRACTION)");
+    }
     tracing::info!("serving on {}", listener.local_addr()?);
     check_redis_settings(&app, config.redis.redis_url, shutdown.stop.clone());
-    kit::http::serve(listener, routes::app(Arc::clone(&app)), shutdown.stop).await;
+    let routes = routes::app(Arc::clone(&app), config.demo.demo_delay);
+    kit::http::serve(listener, routes, shutdown.stop).await;
     match app.ballot_box.unusable() {
         Some(reason) => Err(Stopped::Unusable(reason.to_string())),
         None => Ok(()),
@@ -202,14 +230,4 @@ fn check_redis_settings(app: &App, redis_url: String, shutdown: CancellationToke
             _ = shutdown.cancelled() => {}
         }
     });
-}
-
-/// The container ID under Docker (its hostname), else the machine's name.
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .map(|name| name.trim().to_string())
-        .filter(|name| !name.is_empty())
-        .unwrap_or_else(|| "unknown".into())
 }

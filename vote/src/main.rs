@@ -10,7 +10,7 @@ fn main() -> ExitCode {
         return kit::healthcheck::probe(config.port);
     }
     let log_format = config.log.log_format;
-    kit::telemetry::init_as(log_format);
+    kit::telemetry::init_service("vote", log_format);
     // Every connection, idle or slow, holds a file descriptor until it is
     // closed: allow as many as the system does.
     kit::limits::raise_open_files_logged();

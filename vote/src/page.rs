@@ -20,7 +20,12 @@ struct VotePage<'a> {
     chosen: Option<&'a str>,
     /// Why the last request did not count, shown above the buttons.
     notice: Option<&'a str>,
+    /// The replica that answered, and its build (see `kit::version`).
     hostname: &'a str,
+    version: &'static str,
+    commit: &'static str,
+    /// The results page, linked below the buttons.
+    result_page_url: &'a str,
 }
 
 struct Choice<'a> {
@@ -67,6 +72,7 @@ pub struct Pages {
     options: VoteOptions,
     title: String,
     hostname: String,
+    result_page_url: String,
     /// `rendered[chosen][notice]`: chosen 0 is none, i + 1 the i-th option;
     /// notice in the order of [`Notice::ALL`]. As `Bytes`, so an answer
     /// shares the page rather than copying it.
@@ -74,11 +80,12 @@ pub struct Pages {
 }
 
 impl Pages {
-    pub fn new(options: &VoteOptions, title: &str, hostname: &str) -> Pages {
+    pub fn new(options: &VoteOptions, title: &str, hostname: &str, result_page_url: &str) -> Pages {
         let mut pages = Pages {
             options: options.clone(),
             title: title.to_string(),
             hostname: hostname.to_string(),
+            result_page_url: result_page_url.to_string(),
             rendered: Vec::new(),
         };
         let chosen = std::iter::once(None).chain(options.iter().map(|o| Some(o.id)));
@@ -121,6 +128,9 @@ impl Pages {
             choices,
             notice,
             hostname: &self.hostname,
+            version: kit::version::VERSION,
+            commit: kit::version::COMMIT,
+            result_page_url: &self.result_page_url,
         };
         // Only a formatter error could fail it, and writing to a String has none.
         page.render().expect("the vote page renders")
@@ -131,6 +141,8 @@ impl Pages {
 mod tests {
     use super::*;
     use ballot::options::OptionArgs;
+
+    const RESULTS: &str = "http://results.example:5001/?from=vote&x=1";
 
     fn three_options() -> VoteOptions {
         OptionArgs {
@@ -151,7 +163,7 @@ mod tests {
     #[test]
     fn every_cached_variant_is_the_page_rendered_for_it() {
         let options = three_options();
-        let pages = Pages::new(&options, "Cats vs Dogs vs Fish!", "host-1");
+        let pages = Pages::new(&options, "Cats vs Dogs vs Fish!", "host-1", RESULTS);
         let choices = [None, Some("a"), Some("b"), Some("c")];
         for choice in choices {
             for notice in Notice::ALL {
@@ -166,7 +178,7 @@ mod tests {
 
     #[test]
     fn the_cached_pages_mark_the_choice_and_show_the_notice() {
-        let pages = Pages::new(&three_options(), "Cats vs Dogs vs Fish!", "host-1");
+        let pages = Pages::new(&three_options(), "Cats vs Dogs vs Fish!", "host-1", RESULTS);
         for (choice, label) in [("a", "Cats"), ("b", "Dogs")] {
             let page = text(pages.get(Some(choice), Notice::None));
             assert!(marks(page, label), "{page}");
@@ -184,6 +196,17 @@ mod tests {
         assert!(none.contains("Tap an option to vote."), "{none}");
         assert!(!none.contains(r#"aria-pressed="true""#), "{none}");
         assert!(none.contains("<code>host-1</code>"), "{none}");
+        let build = format!(
+            "version <code>{}</code>, commit <code>{}</code>",
+            kit::version::VERSION,
+            kit::version::COMMIT
+        );
+        assert!(none.contains(&build), "{none}");
+        // The link to the results, its address escaped as an attribute.
+        assert!(
+            none.contains(r#"href="http://results.example:5001/?from=vote&#38;x=1""#),
+            "{none}"
+        );
         assert!(
             none.contains("<title>Cats vs Dogs vs Fish!</title>"),
             "{none}"
@@ -205,7 +228,7 @@ mod tests {
 
     #[test]
     fn an_unknown_choice_marks_nothing() {
-        let pages = Pages::new(&VoteOptions::defaults(), "Cats vs Dogs!", "h");
+        let pages = Pages::new(&VoteOptions::defaults(), "Cats vs Dogs!", "h", RESULTS);
         for choice in [Some("c"), Some("z"), Some(""), None] {
             assert_eq!(
                 pages.get(choice, Notice::None),
@@ -216,7 +239,7 @@ mod tests {
 
     #[test]
     fn a_refusal_gets_its_own_notice_escaped() {
-        let pages = Pages::new(&VoteOptions::defaults(), "Cats vs Dogs!", "h");
+        let pages = Pages::new(&VoteOptions::defaults(), "Cats vs Dogs!", "h", RESULTS);
         let page = pages.with_notice(Some("a"), "There is no option \"<z>\".");
         assert!(marks(&page, "Cats"), "{page}");
         assert!(

@@ -6,6 +6,7 @@ use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, SET_COOKIE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use bytes::Bytes;
+use kit::demo::DelayRange;
 use kit::http::Routes;
 
 use ::metrics::Counter;
@@ -16,13 +17,15 @@ use crate::voter::Voter;
 use crate::App;
 
 /// Every route, with the name it is timed under (the names dashboards use).
-pub fn app(app: Arc<App>) -> kit::http::App {
+/// `delay`: `DEMO_DELAY`.
+pub fn app(app: Arc<App>, delay: Option<DelayRange>) -> kit::http::App {
     Routes::new()
         .get("page", "/", page)
         .post("vote", "/", vote)
-        .get("readyz", "/readyz", readyz)
+        .readyz(readyz, &app.readiness)
         .get("stylesheet", "/static/vote.css", stylesheet)
         .get("icon", "/favicon.svg", icon)
+        .demo_delay(delay)
         .finish(app, "vote", not_found)
 }
 
@@ -119,6 +122,11 @@ async fn cast(app: &App, voter: &Voter, headers: &HeaderMap, body: Body) -> Cast
         Ok(option) => option.id,
         Err(refusal) => return Cast::Refused(refusal),
     };
+    // A demo fault: answered as a Redis outage would be, before anything
+    // is sent, so the ballot is certainly not queued.
+    if app.refuse.is_some_and(|refuse| refuse.hit()) {
+        return Cast::NotRecorded;
+    }
     match app.ballot_box.push(&voter.id, option).await {
         Ok(()) => Cast::Queued(option),
         Err(e) => {

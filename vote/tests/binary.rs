@@ -132,6 +132,7 @@ fn a_bad_setting_stops_start_up_with_one_line_naming_it() {
         ("REDIS_URL", "localhost:6379"),
         ("REDIS_URL", "redis://host:notaport"),
         ("OPTION_A", " "),
+        ("RESULT_PAGE_URL", "localhost:5001"),
         // Read by no service since they left Rocket: refused, not ignored.
         ("ROCKET_PORT", "8000"),
         ("ROCKET_KEEP_ALIVE", "5"),

@@ -97,10 +97,17 @@ async fn every_outcome_is_counted_apart() {
     for name in ["queued", "refused", "unknown", "invalid"] {
         assert_eq!(outcome(&before, name), 0.0, "{name}");
     }
-    assert_eq!(
-        sample(&before, "vote_build_info{version=\"0.1.0\"}"),
-        Some(1.0)
+    let build = format!(
+        "vote_build_info{{version=\"{}\",commit=\"{}\"}}",
+        kit::version::VERSION,
+        kit::version::COMMIT
     );
+    assert_eq!(sample(&before, &build), Some(1.0), "{before}");
+    // The same build at /version, on vote's own port.
+    let version = vote.http.get(format!("{}/version", vote.base));
+    let version = version.send().await.unwrap();
+    assert_eq!(version.headers()["content-type"], "application/json");
+    assert_eq!(version.text().await.unwrap(), kit::version::json("vote"));
     assert!(sample(&before, "process_resident_memory_bytes").is_some_and(|v| v > 0.0));
 
     assert_eq!(vote.post("vote=a").await, 200);

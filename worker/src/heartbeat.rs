@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ballot::queue::heartbeat_key;
+use kit::redis_primary::RedisPrimary;
 use redis::RedisResult;
 use tokio_util::sync::CancellationToken;
 
@@ -27,13 +28,13 @@ pub struct Heartbeat {
 
 impl Heartbeat {
     pub fn new(
-        client: redis::Client,
+        primary: Arc<RedisPrimary>,
         worker_id: &str,
         ttl: Duration,
         bad_keys: Arc<BadKeys>,
     ) -> Self {
         Heartbeat {
-            connection: Connection::new(client),
+            connection: Connection::new(primary),
             worker_id: worker_id.to_string(),
             key: heartbeat_key(worker_id),
             ttl,

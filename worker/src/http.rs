@@ -1,8 +1,11 @@
 //! The worker's small HTTP listener, so it can be watched like the other
 //! services: `/healthz` (the process serves), `/readyz` (Redis and Postgres
-//! both answer now, and the schema is current) and `/metrics`.
+//! both answer now, and the schema is current; `POST /readyz/disable` and
+//! `/readyz/enable` switch it) and `/metrics`.
 
 use std::sync::Arc;
+
+use kit::redis_primary::RedisPrimary;
 use std::time::Duration;
 
 use axum::extract::State;
@@ -17,7 +20,7 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 /// What `/readyz` asks: a fresh connection to each store, so it tells the
 /// truth even while the worker's own loop sits idle in a blocking take.
 pub struct Probe {
-    pub redis: redis::Client,
+    pub redis: Arc<RedisPrimary>,
     pub database: tokio_postgres::Config,
     /// The worker's own finding: a queue key it cannot use.
     pub bad_keys: Arc<crate::BadKeys>,
@@ -30,13 +33,17 @@ struct Ready {
 }
 
 pub fn app(probe: Probe) -> App {
-    let ready = Ready {
+    let ready = Arc::new(Ready {
         probe,
         readiness: Readiness::default(),
-    };
+    });
+    // The switch as on vote and result, for one way to watch every
+    // service; the worker is in no load balancer's rotation, so switching
+    // it off changes only what /readyz answers (Kubernetes' rollouts and
+    // `docker ps` follow it), never which ballots it takes.
     Routes::new()
-        .get("readyz", "/readyz", readyz)
-        .finish(Arc::new(ready), "worker", not_found)
+        .readyz(readyz, &ready.readiness)
+        .finish(Arc::clone(&ready), "worker", not_found)
 }
 
 async fn readyz(State(ready): State<Arc<Ready>>) -> Response {
@@ -56,8 +63,9 @@ async fn readyz(State(ready): State<Arc<Ready>>) -> Response {
     })
 }
 
-async fn ping_redis(client: &redis::Client) -> Result<(), String> {
+async fn ping_redis(primary: &RedisPrimary) -> Result<(), String> {
     let ping = async {
+        let client = primary.client().await?;
         let mut connection = client.get_multiplexed_async_connection().await?;
         redis::cmd("PING").query_async::<()>(&mut connection).await
     };

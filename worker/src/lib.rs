@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use ballot::VoteOptions;
 use clap::Parser;
+use kit::redis_primary::RedisPrimary;
 use kit::settings::{DatabaseArgs, RedisArgs};
 use kit::{db_error, redis_error};
 
@@ -82,7 +83,12 @@ impl Config {
     /// crates' tests run one beside their service): these stores, its HTTP
     /// listener on any free port, everything else as the environment says.
     pub fn embedded(redis_url: &str, database_url: &str) -> Config {
-        Config::parse_from([
+        Config::embedded_with(redis_url, database_url, &[])
+    }
+
+    /// As `embedded`, with `extra` flags (`--redis-sentinels`, ...).
+    pub fn embedded_with(redis_url: &str, database_url: &str, extra: &[&str]) -> Config {
+        let mut args = vec![
             "worker",
             "--redis-url",
             redis_url,
@@ -90,7 +96,9 @@ impl Config {
             database_url,
             "--port",
             "0",
-        ])
+        ];
+        args.extend_from_slice(extra);
+        Config::parse_from(args)
     }
 }
 
@@ -136,7 +144,7 @@ pub async fn migrate(config: Config, shutdown: CancellationToken) -> Result<(), 
 /// port taken) ends it with one line naming the setting.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Stopped> {
     let worker_id = format!("{:016x}", rand::random::<u64>());
-    let redis = config.redis.client();
+    let redis = Arc::new(config.redis.primary());
     let ttl = Duration::from_secs(config.heartbeat_ttl);
     info!(%worker_id, batch_size = config.batch_size, "worker starting");
     kit::metrics::Metrics::install("worker");
@@ -172,7 +180,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Stop
 async fn work(
     config: Config,
     worker_id: String,
-    redis: redis::Client,
+    redis: Arc<RedisPrimary>,
     ttl: Duration,
     bad_keys: Arc<BadKeys>,
     shutdown: CancellationToken,

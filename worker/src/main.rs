@@ -7,7 +7,7 @@ async fn main() -> ExitCode {
         return kit::healthcheck::probe(config.port);
     }
     let log_format = config.log.log_format;
-    kit::telemetry::init_as(log_format);
+    kit::telemetry::init_service("worker", log_format);
     if let Some(worker::Command::Migrate) = config.command {
         let shutdown = kit::shutdown::cancel_on_signal("stopping the migration");
         return kit::exit_status(

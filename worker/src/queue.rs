@@ -2,10 +2,12 @@
 //! processing list and stay there until Postgres has committed them.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 use std::time::Duration;
 
 use ballot::queue::scripts::{FILL, FINISH, HAND_BACK, START_ORDER};
 use ballot::queue::{heartbeat_key, processing_list, DEAD_LETTERS, ORDER, VOTES};
+use kit::redis_primary::RedisPrimary;
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, RedisResult, Script};
 use tracing::{info, warn};
@@ -28,7 +30,9 @@ pub const MAX_AHEAD_MICROS: i64 = 5_000_000;
 const OVERSIZED_BYTES_PER_TAKE: usize = 32 << 20;
 
 /// A multiplexed connection made on first use; after a failure, the next
-/// use makes a new one. Cloning what `get` returns is cheap.
+/// use makes a new one, to the primary as of then (with Sentinel, the one
+/// the Sentinels name: after a failover, the new one). Cloning what `get`
+/// returns is cheap.
 ///
 /// Not redis's `ConnectionManager`: it reconnects only when the socket is
 /// known to be closed, not after a reply timed out (redis 1.8 retries an
@@ -37,14 +41,14 @@ const OVERSIZED_BYTES_PER_TAKE: usize = 32 << 20;
 /// retransmission timeout (minutes); this replaces the connection after the
 /// first failure of any kind.
 pub struct Connection {
-    client: redis::Client,
+    primary: Arc<RedisPrimary>,
     connection: Option<MultiplexedConnection>,
 }
 
 impl Connection {
-    pub fn new(client: redis::Client) -> Self {
+    pub fn new(primary: Arc<RedisPrimary>) -> Self {
         Connection {
-            client,
+            primary,
             connection: None,
         }
     }
@@ -58,7 +62,9 @@ impl Connection {
             .set_connection_timeout(Some(Duration::from_secs(2)))
             .set_response_timeout(Some(Duration::from_secs_f64(BLOCK_SECONDS + 4.0)));
         let connection = self
-            .client
+            .primary
+            .client()
+            .await?
             .get_multiplexed_async_connection_with_config(&config)
             .await?;
         self.connection = Some(connection.clone());
@@ -103,13 +109,13 @@ pub struct Queue {
 
 impl Queue {
     pub fn new(
-        client: redis::Client,
+        primary: Arc<RedisPrimary>,
         worker_id: &str,
         batch_size: usize,
         dead_letters_max: usize,
     ) -> Self {
         Queue {
-            connection: Connection::new(client),
+            connection: Connection::new(primary),
             processing: processing_list(worker_id),
             heartbeat: heartbeat_key(worker_id),
             batch_size,
@@ -308,6 +314,7 @@ mod tests {
     async fn a_repeated_finish_dead_letters_once() {
         let url = test_servers::Redis::shared().fresh_db_url();
         let client = redis::Client::open(url.as_str()).unwrap();
+        let client = Arc::new(RedisPrimary::direct(client));
         let mut redis = test_servers::redis_connection(&url).await;
         let poison = b"not a ballot".to_vec();
         redis::cmd("RPUSH")

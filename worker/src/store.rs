@@ -26,7 +26,8 @@ const UPSERT: &str = "\
 pub enum Failure {
     /// Lost a race with another writer (deadlock, serialization): retry now.
     Conflict(tokio_postgres::Error),
-    /// Postgres is unreachable or unwell: back off, then retry.
+    /// Postgres is unreachable, unwell, or no longer the primary (a
+    /// read-only standby now): back off, then retry on a new connection.
     Outage(tokio_postgres::Error),
 }
 
@@ -127,7 +128,8 @@ impl Store {
                  ORDER BY cast_at DESC, queue_seq DESC LIMIT 1",
                 &[],
             )
-            .await?;
+            .await;
+        let row = self.forget_on_outage(row)?;
         Ok(row.map_or((0, 0), |r| (r.get(0), r.get(1))))
     }
 
@@ -140,8 +142,26 @@ impl Store {
             &votes.cast_at,
             &votes.queue_seq,
         ];
-        client.execute(upsert, &columns).await?;
-        Ok(())
+        let written = client.execute(upsert, &columns).await;
+        self.forget_on_outage(written).map(drop)
+    }
+
+    /// Forgets the connection when `result` failed for a reason other than
+    /// the data or a lost race: the server may be gone, or demoted to a
+    /// read-only standby (25006 read_only_sql_transaction) with the
+    /// connection still open. The next try opens a new one, which, with
+    /// several hosts and `target_session_attrs=read-write` in DATABASE_URL,
+    /// finds whichever host takes writes now.
+    fn forget_on_outage<T>(
+        &mut self,
+        result: Result<T, tokio_postgres::Error>,
+    ) -> Result<T, tokio_postgres::Error> {
+        if let Err(e) = &result {
+            if !is_bad_data(e) && !is_conflict(e) {
+                self.connected = None;
+            }
+        }
+        result
     }
 }
 
@@ -152,11 +172,18 @@ fn is_bad_data(e: &tokio_postgres::Error) -> bool {
         .is_some_and(|code| code.code().starts_with("22") || code.code().starts_with("23"))
 }
 
+/// A lost race with another writer: the same write may succeed at once.
+fn is_conflict(e: &tokio_postgres::Error) -> bool {
+    matches!(
+        e.code(),
+        Some(&SqlState::T_R_DEADLOCK_DETECTED) | Some(&SqlState::T_R_SERIALIZATION_FAILURE)
+    )
+}
+
 fn classify(e: tokio_postgres::Error) -> Failure {
-    match e.code() {
-        Some(&SqlState::T_R_DEADLOCK_DETECTED) | Some(&SqlState::T_R_SERIALIZATION_FAILURE) => {
-            Failure::Conflict(e)
-        }
-        _ => Failure::Outage(e),
+    if is_conflict(&e) {
+        Failure::Conflict(e)
+    } else {
+        Failure::Outage(e)
     }
 }

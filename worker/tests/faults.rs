@@ -1,5 +1,6 @@
 //! The worker through outages and crashes: Redis or Postgres stopped
-//! mid-stream, the process killed with SIGKILL or stopped with SIGTERM.
+//! mid-stream, a Postgres primary lost to its standby, the process killed
+//! with SIGKILL or stopped with SIGTERM.
 
 mod support;
 
@@ -44,14 +45,70 @@ async fn postgres_crashed_mid_stream_loses_nothing_with_synchronous_commit() {
     outage_mid_stream(pg, &redis_url, &db_url, Postgres::crash, Postgres::resume).await;
 }
 
+/// Several hosts in DATABASE_URL with target_session_attrs=read-write, the
+/// standby first: `worker migrate` and the worker pass it over and write to
+/// the primary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_multi_host_url_finds_the_primary_listed_after_its_standby() {
+    let (primary, standby) = Postgres::start_replicated();
+    let db_url = Postgres::read_write_url(&[&standby, &primary]);
+    let redis_url = Redis::shared().fresh_db_url();
+    let migrate = Command::new(env!("CARGO_BIN_EXE_worker"))
+        .arg("migrate")
+        .env("DATABASE_URL", &db_url)
+        .env("RUST_LOG", "error")
+        .status()
+        .unwrap();
+    assert!(migrate.success(), "worker migrate: {migrate}");
+    let mut redis = redis(&redis_url).await;
+    let cast = ballots(2_000, 700);
+    enqueue(&mut redis, &json(&cast)).await;
+    let worker = InProcess::start(&redis_url, &db_url, &[]);
+    wait_drained(&mut redis, DRAIN).await;
+    worker.stop().await;
+    assert_eq!(dead_letters(&mut redis).await, Vec::<String>::new());
+    assert_stored(&postgres(&primary.url()).await, &last_ballots(&cast)).await;
+}
+
+/// A failover as Patroni makes one: the primary dies mid-stream (immediate
+/// shutdown, every connection cut) and its synchronous standby is promoted
+/// a second later. The worker finds the new primary by itself, and every
+/// ballot is counted once, each voter's latest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn primary_killed_mid_stream_then_its_standby_promoted_loses_nothing() {
+    failover_mid_stream(Postgres::crash).await;
+}
+
+/// The primary demoted with the worker's connection open: it stays up but
+/// refuses writes (25006 read_only_sql_transaction), then the standby is
+/// promoted. The worker takes the refusal for what it is, leaves the old
+/// server for the new primary, and dead-letters no ballot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn primary_turned_read_only_mid_stream_the_worker_moves_to_the_new_one() {
+    failover_mid_stream(Postgres::make_read_only).await;
+}
+
+/// A primary and its synchronous standby, listed in that order: mid-stream,
+/// `lose` is done to the primary and, a second later, the standby promoted.
+async fn failover_mid_stream(lose: fn(&Postgres)) {
+    let (primary, standby) = Postgres::start_replicated();
+    let db_url = Postgres::read_write_url(&[&primary, &standby]);
+    let redis_url = Redis::shared().fresh_db_url();
+    let pair = (primary, standby);
+    let lose_primary = move |(primary, _): &(Postgres, Postgres)| lose(primary);
+    let promote_standby = |(_, standby): &(Postgres, Postgres)| standby.promote();
+    outage_mid_stream(pair, &redis_url, &db_url, lose_primary, promote_standby).await;
+}
+
 /// Once a worker is well into 30,000 queued ballots, `server` is stopped for
-/// a second and resumed; then every voter's latest ballot must be stored.
+/// a second and resumed; then every voter's latest ballot must be stored,
+/// and none dead-lettered.
 async fn outage_mid_stream<S: Send + 'static>(
     server: S,
     redis_url: &str,
     db_url: &str,
-    stop: fn(&S),
-    resume: fn(&S),
+    stop: impl Fn(&S) + Send + 'static,
+    resume: impl Fn(&S) + Send + 'static,
 ) {
     let mut redis = redis(redis_url).await;
     let cast = ballots(30_000, 10_000);
@@ -74,6 +131,7 @@ async fn outage_mid_stream<S: Send + 'static>(
     let mut redis = support::redis(redis_url).await;
     wait_drained(&mut redis, DRAIN).await;
     worker.stop().await;
+    assert_eq!(dead_letters(&mut redis).await, Vec::<String>::new());
     assert_stored(&postgres(db_url).await, &last_ballots(&cast)).await;
 }
 

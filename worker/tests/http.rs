@@ -81,6 +81,30 @@ async fn ready_only_while_redis_and_postgres_answer() {
     wait_for(port, "/readyz", 200).await;
 }
 
+/// The readiness switch vote and result have: off, /readyz answers 503
+/// with both stores up, and it is logged once; on again, 200.
+#[tokio::test]
+async fn the_readiness_switch_turns_readyz_off_and_on() {
+    let (redis_url, database_url) = fresh();
+    let port = free_port();
+    let worker = Worker::start(&redis_url, &database_url, port);
+    wait_for(port, "/readyz", 200).await;
+    let http = reqwest::Client::new();
+    let switch = |to: &str| {
+        http.post(format!("http://127.0.0.1:{port}/readyz/{to}"))
+            .send()
+    };
+    assert_eq!(switch("disable").await.unwrap().status().as_u16(), 200);
+    assert_eq!(
+        get(port, "/readyz").await.unwrap(),
+        (503, "not ready\n".into())
+    );
+    assert_eq!(switch("disable").await.unwrap().status().as_u16(), 200);
+    assert_eq!(worker.logged("readiness switched off").len(), 1);
+    assert_eq!(switch("enable").await.unwrap().status().as_u16(), 200);
+    assert_eq!(get(port, "/readyz").await.unwrap().0, 200);
+}
+
 #[tokio::test]
 async fn metrics_follow_the_ballots() {
     let (redis_url, db_url) = fresh();
@@ -90,10 +114,14 @@ async fn metrics_follow_the_ballots() {
     let before = wait_for(port, "/metrics", 200).await;
     assert_eq!(sample(&before, "worker_ballots_applied_total"), Some(0.0));
     assert_eq!(sample(&before, "worker_ballots_dead_total"), Some(0.0));
-    assert_eq!(
-        sample(&before, "worker_build_info{version=\"0.1.0\"}"),
-        Some(1.0)
+    let build = format!(
+        "worker_build_info{{version=\"{}\",commit=\"{}\"}}",
+        kit::version::VERSION,
+        kit::version::COMMIT
     );
+    assert_eq!(sample(&before, &build), Some(1.0), "{before}");
+    let version = wait_for(port, "/version", 200).await;
+    assert_eq!(version, kit::version::json("worker"));
     for process_metric in ["process_resident_memory_bytes", "process_open_fds"] {
         assert!(
             sample(&before, process_metric).is_some_and(|v| v > 0.0),
@@ -186,6 +214,11 @@ fn log_format_json_makes_every_line_a_json_object() {
         .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
         .collect();
     assert!(lines.len() >= 2, "{stderr}");
+    // The first says which build started (kit::telemetry::init_service).
+    let first = &lines[0]["fields"];
+    assert_eq!(first["version"], kit::version::VERSION, "{stderr}");
+    assert_eq!(first["commit"], kit::version::COMMIT, "{stderr}");
+    assert_eq!(first["message"], "worker starting", "{stderr}");
     let last = lines.last().unwrap();
     assert_eq!(last["level"], "ERROR", "{last}");
     let message = last["fields"]["message"].as_str().unwrap();

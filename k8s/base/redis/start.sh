@@ -16,9 +16,35 @@
 #   REDIS_ACLFILE       the ACL file to write (/data/users.acl)
 # A secret file may also be redis_exporter's password file, a JSON object of
 # one entry {"redis://redis:6379": "<password>"}: its value is the password.
+#
+# High availability (README, "Redis with Sentinel"). With the secret
+# redis_replica_password, every member logs in to the primary it copies as
+# user replica (masteruser and masterauth, in a config file written beside
+# the ACL file and included): any member may be made a replica by the
+# Sentinels. Run as a Sentinel (`sh start.sh redis-server --sentinel ...`),
+# the users are those of sentinel-users.acl, and unless the config file
+# exists (a Sentinel rewrites it with what it learns, its state across
+# restarts), it is written from:
+#   REDIS_SENTINEL_CONF        the Sentinel's config file (/data/sentinel.conf)
+#   REDIS_MASTER_NAME          the name the members go by (voting)
+#   REDIS_PRIMARY              host:port of the first primary (redis:6379)
+#   REDIS_SENTINEL_QUORUM      Sentinels that must agree it is down (2)
+#   REDIS_DOWN_AFTER_MS        silence before a member counts as down (5000)
+#   REDIS_FAILOVER_TIMEOUT_MS  bound on one failover attempt (20000)
+# The Sentinels log in to the members and to each other as user sentinel,
+# with the password of the secret redis_sentinel_password.
 set -eu
 
-template=${REDIS_ACL_TEMPLATE:-$(dirname "$0")/users.acl}
+sentinel=false
+for arg in "$@"; do
+    [ "$arg" = --sentinel ] && sentinel=true
+done
+
+if $sentinel; then
+    template=${REDIS_ACL_TEMPLATE:-$(dirname "$0")/sentinel-users.acl}
+else
+    template=${REDIS_ACL_TEMPLATE:-$(dirname "$0")/users.acl}
+fi
 secrets=${REDIS_SECRETS_DIR:-/run/secrets}
 aclfile=${REDIS_ACLFILE:-/data/users.acl}
 
@@ -66,5 +92,46 @@ grep -v -e '^#' -e '^[[:space:]]*$' "$template" | while read -r keyword user rul
     fi
 done >>"$aclfile.new"
 mv "$aclfile.new" "$aclfile"
+
+# A password as one word of a Redis config file: in double quotes, with
+# backslashes and double quotes escaped.
+quoted() {
+    printf '"%s"' "$(printf '%s' "$1" | sed 's/[\\"]/\\&/g')"
+}
+
+if $sentinel; then
+    conf=${REDIS_SENTINEL_CONF:-/data/sentinel.conf}
+    if [ ! -e "$conf" ]; then
+        name=${REDIS_MASTER_NAME:-voting}
+        primary=${REDIS_PRIMARY:-redis:6379}
+        password=$(quoted "$(password_in "$secrets/redis_sentinel_password")")
+        {
+            # Members and Sentinels are named by host, as compose and swarm
+            # name containers; their addresses change on a restart.
+            echo "sentinel resolve-hostnames yes"
+            echo "sentinel announce-hostnames yes"
+            echo "sentinel monitor $name ${primary%:*} ${primary##*:} ${REDIS_SENTINEL_QUORUM:-2}"
+            echo "sentinel down-after-milliseconds $name ${REDIS_DOWN_AFTER_MS:-5000}"
+            echo "sentinel failover-timeout $name ${REDIS_FAILOVER_TIMEOUT_MS:-20000}"
+            echo "sentinel auth-user $name sentinel"
+            echo "sentinel auth-pass $name $password"
+            echo "sentinel sentinel-user sentinel"
+            echo "sentinel sentinel-pass $password"
+        } >"$conf.new"
+        mv "$conf.new" "$conf"
+    fi
+    binary=$1
+    shift
+    exec "$binary" "$conf" "$@" --aclfile "$aclfile"
+fi
+
+if [ -e "$secrets/redis_replica_password" ]; then
+    replication=$(dirname "$aclfile")/replication.conf
+    {
+        echo "masteruser replica"
+        echo "masterauth $(quoted "$(password_in "$secrets/redis_replica_password")")"
+    } >"$replication"
+    set -- "$@" --include "$replication"
+fi
 
 exec "$@" --aclfile "$aclfile"

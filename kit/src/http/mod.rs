@@ -1,17 +1,20 @@
 //! The HTTP side every service shares: a route table whose entries carry
-//! their metric names, the probes (`/healthz`, `/readyz`, `/metrics`), a
-//! plain 404 for anything else, and the layers around every answer
-//! (security headers, timing).
+//! their metric names, the probes (`/healthz`, `/readyz`, `/metrics`),
+//! `/version`, a plain 404 for anything else, and the layers around every
+//! answer (security headers, timing).
 
 mod headers;
 mod server;
 mod timing;
 
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
+use axum::extract::Request;
 use axum::handler::Handler;
 use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{on, MethodFilter};
 use axum::Router;
@@ -19,12 +22,27 @@ use tower::ServiceBuilder;
 
 pub use server::{serve, BODY_READ_TIMEOUT};
 
+use crate::demo::DelayRange;
+
+/// The probes' paths (and `/version`, which tools ask alike): never delayed by `DEMO_DELAY`, so a slow replica
+/// stays in rotation and is watched as usual.
+const PROBES: &[&str] = &[
+    "/healthz",
+    "/readyz",
+    "/readyz/disable",
+    "/readyz/enable",
+    "/metrics",
+    "/version",
+];
+
 /// A service's routes, each with the name its requests are timed under
 /// (`route` label of `<service>_http_request_duration_seconds`; the names
 /// Rocket gave its routes, which dashboards select on).
 pub struct Routes<S> {
     router: Router<S>,
     names: Vec<timing::Named>,
+    /// `DEMO_DELAY`, when set.
+    delay: Option<DelayRange>,
 }
 
 impl<S: Clone + Send + Sync + 'static> Default for Routes<S> {
@@ -40,6 +58,7 @@ impl<S: Clone + Send + Sync + 'static> Routes<S> {
         Routes {
             router: Router::new(),
             names: Vec::new(),
+            delay: None,
         }
         .get("healthz", "/healthz", healthz)
         .get("metrics", "/metrics", metrics)
@@ -65,6 +84,27 @@ impl<S: Clone + Send + Sync + 'static> Routes<S> {
         self.route(name, Method::POST, path, handler)
     }
 
+    /// `GET /readyz` answered by `handler`, and its switch: `POST
+    /// /readyz/disable` makes `readiness` answer 503 (out of rotation),
+    /// `POST /readyz/enable` lets it answer as the service's state says.
+    /// The switches, like every probe, are on the replica's own port only:
+    /// the edge refuses them.
+    pub fn readyz<H: Handler<T, S>, T: 'static>(self, handler: H, readiness: &Readiness) -> Self {
+        let (off, on) = (readiness.switch.clone(), readiness.switch.clone());
+        self.get("readyz", "/readyz", handler)
+            .post("readyz_disable", "/readyz/disable", move || {
+                flip(off, false)
+            })
+            .post("readyz_enable", "/readyz/enable", move || flip(on, true))
+    }
+
+    /// Every request but the probes waits a random time in `delay` first
+    /// (`DEMO_DELAY`); `None` adds nothing, not even a layer.
+    pub fn demo_delay(mut self, delay: Option<DelayRange>) -> Self {
+        self.delay = delay;
+        self
+    }
+
     fn route<H: Handler<T, S>, T: 'static>(
         mut self,
         name: &'static str,
@@ -78,25 +118,33 @@ impl<S: Clone + Send + Sync + 'static> Routes<S> {
         self
     }
 
-    /// The service: these routes with `state`; any other path or method
-    /// answered by `not_found` (no log line, so a scanner cannot flood the
-    /// log); every answer timed into `<service>_http_request_duration_seconds`
-    /// and carrying the security headers.
+    /// The service: these routes and `/version` with `state`; any other
+    /// path or method answered by `not_found` (no log line, so a scanner
+    /// cannot flood the log); every answer timed into
+    /// `<service>_http_request_duration_seconds` and carrying the security
+    /// headers.
     pub fn finish<H: Handler<T, S>, T: 'static>(
         self,
         state: S,
         service: &'static str,
         not_found: H,
     ) -> App {
-        let router = self
+        let this = self.get("version", "/version", move || version(service));
+        let mut router = this
             .router
             // A method a path does not take is as unknown as the path.
             .method_not_allowed_fallback(not_found.clone())
             .fallback(not_found)
             .with_state(state);
+        if let Some(delay) = this.delay {
+            tracing::warn!("demo fault: every request but the probes waits {delay} (DEMO_DELAY)");
+            // Inside the timing layer: the delay shows in the request
+            // durations, as a slow replica's would.
+            router = router.layer(axum::middleware::from_fn_with_state(delay, delayed));
+        }
         let timing = timing::Layer::new(
             format!("{service}_http_request_duration_seconds"),
-            self.names,
+            this.names,
         );
         App {
             router,
@@ -140,6 +188,44 @@ async fn metrics() -> Response {
     ([(CONTENT_TYPE, kind)], text).into_response()
 }
 
+/// Which build this is: `{"service","version","commit"}` (see
+/// [`crate::version`]). On the service's own port only, like the probes:
+/// the edge does not pass it on, since a version tells an attacker which
+/// known bugs to try.
+async fn version(service: &'static str) -> Response {
+    let kind = HeaderValue::from_static("application/json");
+    ([(CONTENT_TYPE, kind)], crate::version::json(service)).into_response()
+}
+
+/// Waits a draw of `delay` before passing the request on, unless it is
+/// for a probe.
+async fn delayed(
+    axum::extract::State(delay): axum::extract::State<DelayRange>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if !PROBES.contains(&request.uri().path()) {
+        delay.wait().await;
+    }
+    next.run(request).await
+}
+
+/// The readiness switch set to `on`, logged when it changes.
+async fn flip(switch: Arc<AtomicBool>, on: bool) -> &'static str {
+    if switch.swap(on, Ordering::Relaxed) != on {
+        tracing::warn!(
+            "readiness switched {} by POST /readyz/{}",
+            if on { "on" } else { "off" },
+            if on { "enable" } else { "disable" }
+        );
+    }
+    if on {
+        "enabled: /readyz answers as the service's state says\n"
+    } else {
+        "disabled: /readyz answers 503 until POST /readyz/enable\n"
+    }
+}
+
 /// The 404 of a service without a page of its own: plain text.
 pub async fn not_found() -> (StatusCode, &'static str) {
     (StatusCode::NOT_FOUND, "not found\n")
@@ -150,15 +236,38 @@ pub async fn not_found() -> (StatusCode, &'static str) {
 /// name hosts, users, versions). Why it is not ready goes to the log
 /// instead: one line each time the reason changes and one when it is ready
 /// again, not one per request (the edge asks every 0.5-2 s).
-#[derive(Default)]
+/// An operator's switch ([`Routes::readyz`]) overrides the state: while
+/// it is off, the answer is 503 whatever the stores say.
 pub struct Readiness {
     /// Why it was not ready at the last answer; `None` while ready.
     why_not: Mutex<Option<String>>,
+    /// Off after `POST /readyz/disable` (or from the start with
+    /// `DEMO_START_NOT_READY`), until `POST /readyz/enable`.
+    switch: Arc<AtomicBool>,
+}
+
+impl Default for Readiness {
+    fn default() -> Self {
+        Readiness::new(true)
+    }
 }
 
 impl Readiness {
+    /// With the switch on, or off until `POST /readyz/enable`.
+    pub fn new(switched_on: bool) -> Readiness {
+        Readiness {
+            why_not: Mutex::new(None),
+            switch: Arc::new(AtomicBool::new(switched_on)),
+        }
+    }
+
     /// The answer for the state `now` (`Err` says why it is not ready).
     pub fn answer(&self, now: Result<(), String>) -> Response {
+        let now = if self.switch.load(Ordering::Relaxed) {
+            now
+        } else {
+            Err("switched off (POST /readyz/enable switches it on)".into())
+        };
         let mut last = self.why_not.lock().unwrap_or_else(|p| p.into_inner());
         match now {
             Ok(()) => {

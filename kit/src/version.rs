@@ -1,0 +1,59 @@
+//! Which build answered, and on which replica: told the same way by every
+//! service, in `GET /version`, in `<service>_build_info`, in its first log
+//! line and on the pages, so a rolling update shows who runs what.
+
+/// The crate version (the workspace's: every service shares it).
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The git commit the binary was built from: `GIT_COMMIT` at build time
+/// (the Dockerfile's build argument, which compose and e2e set from
+/// `git rev-parse --short HEAD`), else `unknown`. Read with `option_env!`
+/// rather than from git, so a build needs neither git nor a checkout;
+/// cargo rebuilds when the variable changes.
+pub const COMMIT: &str = match option_env!("GIT_COMMIT") {
+    Some(commit) if !commit.is_empty() => commit,
+    _ => "unknown",
+};
+
+/// What `GET /version` answers: `{"service":"vote","version":"0.1.0",
+/// "commit":"4f2a9c1"}`.
+pub fn json(service: &str) -> String {
+    // In this order for people reading it (`json!` would sort the keys).
+    let quoted = |text: &str| serde_json::Value::from(text).to_string();
+    format!(
+        r#"{{"service":{},"version":{},"commit":{}}}"#,
+        quoted(service),
+        quoted(VERSION),
+        quoted(COMMIT)
+    )
+}
+
+/// This replica's name: the container ID under Docker (its hostname), the
+/// pod's name under Kubernetes, else the machine's name.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|name| name.trim().to_string())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_json_names_the_service_and_the_build() {
+        let text = json("vote");
+        assert!(
+            text.starts_with(r#"{"service":"vote","version":"#),
+            "{text}"
+        );
+        let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(json["service"], "vote");
+        assert_eq!(json["version"], env!("CARGO_PKG_VERSION"));
+        assert_eq!(json["commit"], COMMIT);
+        assert!(!COMMIT.is_empty());
+    }
+}
