@@ -73,8 +73,6 @@ declare -A id
 for service in "${MEMBERS[@]}" worker; do id[$service]=$(container "$service"); done
 
 # --- The cluster as Patroni sees it, from the host over the back tier.
-now() { date +%s.%N; }
-since() { python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.1f}')" "$@"; }
 # GET a Patroni REST path ($2) of member $1 (no answer: empty).
 rest() {
     local ip
@@ -90,10 +88,7 @@ members() {
         [[ $m == "${1:-}" ]] && continue
         answer=$(rest "$m" /cluster)
         [[ -n $answer ]] || continue
-        python3 -c '
-import json, sys
-for m in json.loads(sys.argv[1])["members"]:
-    print(m["name"], m["role"], m["state"], m.get("timeline", "-"))' "$answer"
+        cluster_members <<<"$answer"
         return 0
     done
 }
@@ -170,42 +165,6 @@ sample_applied() {
             awk '$1 == "worker_ballots_applied_total" { print $2 }')" >>"$1"
         sleep 0.2
     done
-}
-# The longest stretch between $2 and $3 (unix times) in log $1 in which
-# the count did not grow, in seconds.
-write_pause() {
-    python3 - "$@" <<'PY'
-import sys
-path, start, end = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
-rows = []
-for line in open(path):
-    parts = line.split()
-    if len(parts) == 2:
-        rows.append((float(parts[0]), float(parts[1])))
-longest, last_t, last_n = 0.0, None, None
-for t, n in rows:
-    if last_n is None or n > last_n:
-        if last_t is not None and last_t <= end and t >= start:
-            longest = max(longest, t - last_t)
-        last_t, last_n = t, n
-print(f"{longest:.1f}")
-PY
-}
-# From websocket log $1 ("<unix ms> <total>"): seconds from $2 (unix time)
-# to the first tally above the last one before $2; empty if none.
-moved_after() {
-    python3 - "$@" <<'PY'
-import sys
-path, at = sys.argv[1], float(sys.argv[2]) * 1000
-before = None
-for line in open(path):
-    t, total = map(int, line.split())
-    if t <= at:
-        before = total
-    elif before is None or total > before:
-        print(f"{(t - at) / 1000:.1f}")
-        break
-PY
 }
 
 phase "the cluster: one leader, a synchronous standby, the services' roles"

@@ -132,3 +132,51 @@ seed_counts() {
     failed=${failed:-0}
     unknown=${unknown:-0}
 }
+
+# --- Patroni clusters and failover figures (ha.sh, swarm.sh with SWARM_HA=1).
+# Patroni's GET /cluster (JSON on stdin) as one line per member:
+# "name role state timeline".
+cluster_members() {
+    python3 -c '
+import json, sys
+for m in json.load(sys.stdin)["members"]:
+    print(m["name"], m["role"], m["state"], m.get("timeline", "-"))'
+}
+now() { date +%s.%N; }
+since() { python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.1f}')" "$@"; }
+# The longest stretch between $2 and $3 (unix times) in log $1 in which
+# the count did not grow, in seconds.
+write_pause() {
+    python3 - "$@" <<'PY'
+import sys
+path, start, end = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
+rows = []
+for line in open(path):
+    parts = line.split()
+    if len(parts) == 2:
+        rows.append((float(parts[0]), float(parts[1])))
+longest, last_t, last_n = 0.0, None, None
+for t, n in rows:
+    if last_n is None or n > last_n:
+        if last_t is not None and last_t <= end and t >= start:
+            longest = max(longest, t - last_t)
+        last_t, last_n = t, n
+print(f"{longest:.1f}")
+PY
+}
+# From websocket log $1 ("<unix ms> <total>"): seconds from $2 (unix time)
+# to the first tally above the last one before $2; empty if none.
+moved_after() {
+    python3 - "$@" <<'PY'
+import sys
+path, at = sys.argv[1], float(sys.argv[2]) * 1000
+before = None
+for line in open(path):
+    t, total = map(int, line.split())
+    if t <= at:
+        before = total
+    elif before is None or total > before:
+        print(f"{(t - at) / 1000:.1f}")
+        break
+PY
+}

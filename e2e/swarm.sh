@@ -14,6 +14,11 @@
 # `docker stack rm` leaving nothing behind. Tears everything down, pass or
 # fail, and prints the time of each phase.
 #
+# SWARM_HA=1: the HA variant instead (docker-stack.yml with
+# docker-stack.ha.yml: Patroni and etcd, one member of each per node), and
+# after the deploy the checks of e2e/swarm-ha.sh (the node hosting the
+# primary killed under load) in place of the plain stack's.
+#
 # Builds voting-vote, -worker, -result and -seed from this checkout (all
 # cached after e2e/run.sh) and the base images that are missing. See
 # e2e/README.md.
@@ -35,6 +40,10 @@ GIT_COMMIT=${GIT_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknow
 NEXT_COMMIT=$GIT_COMMIT-next
 NEXT_IMAGES=(voting-vote:next voting-result:next)
 BASE_IMAGES=(haproxy:2.6-bookworm redis:7-bookworm postgres:15-bookworm)
+HA=${SWARM_HA:-}
+# The HA cluster's images (docker-compose.ha.yml builds the same), on every node.
+HA_IMAGES=()
+if [[ -n $HA ]]; then HA_IMAGES=(voting-patroni voting-etcd); fi
 # Bounds: patient enough for two busy cores, short enough that a hang fails.
 DAEMON_WITHIN=60
 CONVERGE_WITHIN=240
@@ -79,13 +88,15 @@ cleanup() {
         manager service ls 2>&1 || true
         manager stack ps --no-trunc "$STACK" 2>&1 | head -40 || true
         local service
-        for service in edge vote result worker migrate redis db; do
+        for service in edge vote result worker migrate redis db ${HA:+db1 db2 db3 etcd1 etcd2 etcd3}; do
             echo "--- last log lines of $service"
             manager service logs --tail 15 --no-task-ids "${STACK}_$service" 2>&1 | tail -15 || true
         done
     fi
     printf '\n=== swarm: tear down\n'
     if [[ -n $seed_run ]]; then docker rm -f "$seed_run" >/dev/null 2>&1 || true; fi
+    # SWARM_HA's websocket log, if a failure left it running.
+    if [[ -n ${ws_pid:-} ]]; then kill "$ws_pid" 2>/dev/null || true; fi
     local node
     for node in "${NODES[@]}"; do
         docker rm -f "$node" >/dev/null 2>&1 || true
@@ -140,11 +151,15 @@ for image in "${NEXT_IMAGES[@]}"; do
     target=${image#voting-}
     docker build -q --build-arg "GIT_COMMIT=$NEXT_COMMIT" --target "${target%:next}" -t "$image" . >/dev/null
 done
+if [[ -n $HA ]]; then
+    docker build -q -t voting-patroni "${proxy_args[@]}" -f db/patroni/Dockerfile db >/dev/null
+    docker build -q -t voting-etcd "${proxy_args[@]}" db/etcd >/dev/null
+fi
 if ! have "$NODE_IMAGE"; then
     echo "building $NODE_IMAGE (Debian's docker.io)"
     docker build -q -t "$NODE_IMAGE" "${proxy_args[@]}" e2e/images/swarm-node >/dev/null
 fi
-for image in "${APP_IMAGES[@]}" "${NEXT_IMAGES[@]}" "${BASE_IMAGES[@]}" "$NODE_IMAGE"; do
+for image in "${APP_IMAGES[@]}" "${NEXT_IMAGES[@]}" "${HA_IMAGES[@]}" "${BASE_IMAGES[@]}" "$NODE_IMAGE"; do
     printf '%-28s %s\n' "$image" "$(docker image inspect -f '{{.Id}} {{.Created}}' "$image" | cut -c8-19,72-)"
 done
 
@@ -182,15 +197,23 @@ done
 ready_nodes() { [[ $(manager node ls --format '{{.Status}}' | grep -c Ready) == "${#NODES[@]}" ]]; }
 wait_for 60 "all three nodes Ready" ready_nodes
 # Postgres, Redis and the edge (and so the published ports) on the manager;
-# vote, result and worker anywhere.
-manager node update --label-add voting.db=true --label-add voting.redis=true \
-    --label-add voting.edge=true "$MANAGER" >/dev/null
+# vote, result and worker anywhere. HA: one Postgres and one etcd member on
+# each node instead (voting.member=1 on the manager).
+if [[ -n $HA ]]; then
+    for i in "${!NODES[@]}"; do
+        manager node update --label-add "voting.member=$((i + 1))" "${NODES[$i]}" >/dev/null
+    done
+    manager node update --label-add voting.redis=true --label-add voting.edge=true "$MANAGER" >/dev/null
+else
+    manager node update --label-add voting.db=true --label-add voting.redis=true \
+        --label-add voting.edge=true "$MANAGER" >/dev/null
+fi
 manager node ls
 
 phase "images to the nodes (docker save | docker load)"
 images_tar=$(mktemp /var/tmp/$PREFIX-images.XXXXXX)
 base_tar=$(mktemp /var/tmp/$PREFIX-base.XXXXXX)
-docker save -o "$images_tar" "${APP_IMAGES[@]}" "${NEXT_IMAGES[@]}"
+docker save -o "$images_tar" "${APP_IMAGES[@]}" "${NEXT_IMAGES[@]}" "${HA_IMAGES[@]}"
 docker save -o "$base_tar" "${BASE_IMAGES[@]}"
 for node in "${NODES[@]}"; do
     on "$node" load -q <"$images_tar" >/dev/null
@@ -205,6 +228,10 @@ phase "deploy: the secrets, docker stack deploy, every task healthy"
 # role (db/postgres-roles.sh), each random, as an operator makes them.
 SECRETS=(postgres_password postgres_owner_password postgres_worker_password
     postgres_result_password postgres_exporter_password)
+# HA: Patroni's own users (docker-stack.ha.yml).
+if [[ -n $HA ]]; then
+    SECRETS+=(patroni_replication_password patroni_rewind_password patroni_restapi_password)
+fi
 passwords=()
 for secret in "${SECRETS[@]}"; do
     password=$(head -c 18 /dev/urandom | base64 | tr '+/' '-_')
@@ -221,9 +248,12 @@ done
 # The seed runs and checks below come from outside the swarm, each from one
 # address, thousands of ballots at full speed: the edge's per-client limit
 # is raised out of their way (e2e/run.sh tests the limit).
+stack_files=(-c docker-stack.yml)
+if [[ -n $HA ]]; then stack_files+=(-c docker-stack.ha.yml); fi
 deploy() {
-    docker exec -w /src -e EDGE_RATE_LIMIT=1000000000 "$MANAGER" docker stack deploy --resolve-image never \
-        -c docker-stack.yml "$STACK"
+    docker exec -w /src -e EDGE_RATE_LIMIT=1000000000 -e "DB_REPLICAS=${HA:+0}" "$MANAGER" \
+        docker stack deploy --resolve-image never \
+        "${stack_files[@]}" "$STACK"
 }
 deploy
 # Running tasks that Docker reports healthy (or that have no healthcheck),
@@ -276,6 +306,50 @@ in_rotation() {
     echo "in the edge's rotation: $vote vote, $result result"
 }
 in_rotation 2 2
+
+# A seed run from the host's Docker, on the nodes' network, through the
+# edge, verifying against the result service: in the background ($seed_run)
+# until seed_finish.
+seed_start() {
+    seed_run=$(docker run -d --name "$PREFIX-seed" --network "$PREFIX" voting-seed \
+        --verify="$RESULT_URL" --timeout="${SEED_TIMEOUT}s" "$@" "$VOTE_URL/")
+}
+# Waits until the tally has grown by $1 since $before: a load has begun.
+seed_loading() {
+    local first=$1 start
+    start=$(total "$before")
+    grown() {
+        [[ $(docker inspect -f '{{.State.Status}}' "$seed_run") == running ]] ||
+            fail "the seed run ended before the step it loads"
+        (($(total "$(check tally)") >= start + first))
+    }
+    wait_for 60 "the seed run's first $first ballots counted" grown
+}
+total() { sed -nE 's/.*"total":([0-9]+).*/\1/p' <<<"$1"; }
+# Waits for it; its output in $seed_out, its exit status in $seed_status,
+# failed and unknown-outcome requests in $failed and $unknown.
+seed_finish() {
+    seed_status=$(timeout $((SEED_TIMEOUT * 3 + 120)) docker wait "$seed_run") ||
+        fail "the seed run did not end"
+    seed_out=$(docker logs "$seed_run" 2>&1)
+    docker rm -f "$seed_run" >/dev/null
+    seed_run=
+    printf '%s\n' "$seed_out" | grep -E '^(requests|failures|unknown|votes|throughput|latency|consistent|seed:)' || true
+    local requests
+    requests=$(printf '%s\n' "$seed_out" | sed -n 's/^requests *//p')
+    failed=$(grep -oE '[0-9]+ failed' <<<"$requests" | cut -d' ' -f1 || true)
+    unknown=$(grep -oE '[0-9]+ unknown' <<<"$requests" | cut -d' ' -f1 || true)
+    failed=${failed:-0}
+    unknown=${unknown:-0}
+    grep -q '^consistent' <<<"$seed_out" ||
+        fail "seed --verify did not find every ballot that got a 200 counted"
+}
+
+if [[ -n $HA ]]; then
+    # shellcheck source=e2e/swarm-ha.sh
+    source e2e/swarm-ha.sh
+    exit 0
+fi
 
 phase "what the swarm runs: endpoints, ports, networks, secret, configs"
 for service in edge vote result worker redis db; do
@@ -354,44 +428,6 @@ vote_hosts() {
 }
 # shellcheck disable=SC2046 # one --expect HOST pair per replica
 check served-by --requests 20 $(vote_hosts)
-
-# A seed run from the host's Docker, on the nodes' network, through the
-# edge, verifying against the result service: in the background ($seed_run)
-# until seed_finish.
-seed_start() {
-    seed_run=$(docker run -d --name "$PREFIX-seed" --network "$PREFIX" voting-seed \
-        --verify="$RESULT_URL" --timeout="${SEED_TIMEOUT}s" "$@" "$VOTE_URL/")
-}
-# Waits until the tally has grown by $1 since $before: a load has begun.
-seed_loading() {
-    local first=$1 start
-    start=$(total "$before")
-    grown() {
-        [[ $(docker inspect -f '{{.State.Status}}' "$seed_run") == running ]] ||
-            fail "the seed run ended before the step it loads"
-        (($(total "$(check tally)") >= start + first))
-    }
-    wait_for 60 "the seed run's first $first ballots counted" grown
-}
-total() { sed -nE 's/.*"total":([0-9]+).*/\1/p' <<<"$1"; }
-# Waits for it; its output in $seed_out, its exit status in $seed_status,
-# failed and unknown-outcome requests in $failed and $unknown.
-seed_finish() {
-    seed_status=$(timeout $((SEED_TIMEOUT * 3 + 120)) docker wait "$seed_run") ||
-        fail "the seed run did not end"
-    seed_out=$(docker logs "$seed_run" 2>&1)
-    docker rm -f "$seed_run" >/dev/null
-    seed_run=
-    printf '%s\n' "$seed_out" | grep -E '^(requests|failures|unknown|votes|throughput|latency|consistent|seed:)' || true
-    local requests
-    requests=$(printf '%s\n' "$seed_out" | sed -n 's/^requests *//p')
-    failed=$(grep -oE '[0-9]+ failed' <<<"$requests" | cut -d' ' -f1 || true)
-    unknown=$(grep -oE '[0-9]+ unknown' <<<"$requests" | cut -d' ' -f1 || true)
-    failed=${failed:-0}
-    unknown=${unknown:-0}
-    grep -q '^consistent' <<<"$seed_out" ||
-        fail "seed --verify did not find every ballot that got a 200 counted"
-}
 
 phase "seed --verify through the edge (3,000 ballots, 2:1)"
 before=$(check tally)
