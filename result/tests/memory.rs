@@ -40,12 +40,5 @@ async fn memory_floods_of_connections_took_comes_back_once_they_close() {
     .await
     .unwrap();
     println!("{rss:?}");
-    assert!(
-        rss.peak >= rss.before + TAKEN_KIB,
-        "the floods took too little to tell: {rss:?}"
-    );
-    assert!(
-        rss.after <= rss.before + SLACK_KIB,
-        "RSS not back within {SLACK_KIB} KiB of its start 30 s after the floods: {rss:?}"
-    );
+    rss.assert_given_back(TAKEN_KIB, SLACK_KIB);
 }

@@ -80,6 +80,21 @@ pub struct FloodRss {
     pub after: u64,
 }
 
+impl FloodRss {
+    /// The floods took at least `taken` KiB (so the measurement tells
+    /// something), and RSS came back within `slack` KiB of its start.
+    pub fn assert_given_back(&self, taken: u64, slack: u64) {
+        assert!(
+            self.peak >= self.before + taken,
+            "the floods took too little to tell: {self:?}"
+        );
+        assert!(
+            self.after <= self.before + slack,
+            "RSS not back within {slack} KiB of its start after the floods: {self:?}"
+        );
+    }
+}
+
 /// `floods` floods, one after another, of `connections` connections to
 /// `port` that each send `head` and nothing more, closed by this side once
 /// the service `pid` holds them all (or after 10 s); then up to `within` for
