@@ -103,11 +103,18 @@ async fn every_outcome_is_counted_apart() {
         kit::version::COMMIT
     );
     assert_eq!(sample(&before, &build), Some(1.0), "{before}");
-    // The same build at /version, on vote's own port.
+    // The same build at /version, on vote's own port, keys in alphabetical order.
     let version = vote.http.get(format!("{}/version", vote.base));
     let version = version.send().await.unwrap();
     assert_eq!(version.headers()["content-type"], "application/json");
-    assert_eq!(version.text().await.unwrap(), kit::version::json("vote"));
+    assert_eq!(
+        version.text().await.unwrap(),
+        format!(
+            r#"{{"commit":"{}","service":"vote","version":"{}"}}"#,
+            kit::version::COMMIT,
+            kit::version::VERSION
+        )
+    );
     assert!(sample(&before, "process_resident_memory_bytes").is_some_and(|v| v > 0.0));
 
     assert_eq!(vote.post("vote=a").await, 200);
