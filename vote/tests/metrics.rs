@@ -2,6 +2,7 @@
 //! and requests are timed by route and status class. Its own process, so
 //! no other test's service shares its counters.
 
+use kit::version::{COMMIT, VERSION};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -99,8 +100,7 @@ async fn every_outcome_is_counted_apart() {
     }
     let build = format!(
         "vote_build_info{{version=\"{}\",commit=\"{}\"}}",
-        kit::version::VERSION,
-        kit::version::COMMIT
+        VERSION, COMMIT
     );
     assert_eq!(sample(&before, &build), Some(1.0), "{before}");
     // The same build at /version, on vote's own port, keys in alphabetical order.
@@ -109,11 +109,7 @@ async fn every_outcome_is_counted_apart() {
     assert_eq!(version.headers()["content-type"], "application/json");
     assert_eq!(
         version.text().await.unwrap(),
-        format!(
-            r#"{{"commit":"{}","service":"vote","version":"{}"}}"#,
-            kit::version::COMMIT,
-            kit::version::VERSION
-        )
+        format!(r#"{{"commit":"{COMMIT}","service":"vote","version":"{VERSION}"}}"#)
     );
     assert!(sample(&before, "process_resident_memory_bytes").is_some_and(|v| v > 0.0));
 
