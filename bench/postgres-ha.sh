@@ -192,12 +192,15 @@ wait_cluster() {
 	fail "the cluster did not form within 180 s: $(xargs <<<"$list")"
 }
 
-# psql on the primary as the superuser, through the local sockets.
+# psql on the leader as the superuser, through its local socket. (Not the
+# multi-host address: libpq stops at a replica that has not yet replayed the
+# database just created, "does not exist", without trying the next host.)
 cluster_sql() { # cluster_sql DATABASE ARGS...
-	local db=$1
+	local db=$1 lead
 	shift
+	lead=$(leader)
 	"${AS_POSTGRES[@]}" "$PG_BIN/psql" -qAt -v ON_ERROR_STOP=1 \
-		-d "host=$TMP,$TMP,$TMP port=$ports dbname=$db user=postgres target_session_attrs=read-write connect_timeout=1" "$@"
+		-d "host=$TMP port=${PG_PORTS[${lead:-db1}]} dbname=$db user=postgres" "$@"
 }
 
 for m in "${MEMBERS[@]}"; do start_member "$m"; done
@@ -269,16 +272,16 @@ first_write() {
 	done
 	fail "no member acknowledged a write within 60 s of the kill: $(tail -1 "$TMP/probe.err")"
 }
-member_on() { local m; for m in "${MEMBERS[@]}"; do [ "${PG_PORTS[$m]}" = "$1" ] && echo "$m"; done; }
+member_on() { local m; for m in "${MEMBERS[@]}"; do if [ "${PG_PORTS[$m]}" = "$1" ]; then echo "$m"; fi; done; }
 
 failovers=() pauses=()
 for r in $(seq "$FAILOVERS"); do
 	rm -f "$TMP/stop"
 	: >"$TMP/applied-$r"
-	feed "$r" &
-	feeder=$!
-	sample_applied "$TMP/applied-$r" "$METRICS" &
-	sampler=$!
+	in_background feed "$r"
+	feeder=$BACKGROUND_PID
+	in_background sample_applied "$TMP/applied-$r" "$METRICS"
+	sampler=$BACKGROUND_PID
 	sleep 3
 	old=$(leader)
 	[ -n "$old" ] || fail "no leader before round $r: $(members | xargs)"

@@ -6,6 +6,7 @@
 #   start_redis         # REDIS_PORT, REDIS_URL
 #   start_postgres      # PG_BIN, PG_PORT, DATABASE_URL (database "postgres")
 #   on_stop FUNCTION    # also run at exit, after the services are stopped
+#   in_background COMMAND...   # BACKGROUND_PID; not watched, killed at exit
 #   start_service NAME LOG COMMAND...   # STARTED_PID; watched, stopped on exit
 #   stop_service PID    # SIGTERM, wait, return its exit status
 #   in_foreground COMMAND...   # a long command the watch can interrupt
@@ -20,6 +21,7 @@
 
 PIDS=()
 ON_STOP=()
+HELPERS=()
 declare -A SERVICE_NAME SERVICE_LOG WATCHER
 
 # Creates $TMP and the traps that clean it up, whatever way the script ends.
@@ -40,6 +42,7 @@ stop_servers() {
 	trap '' USR1
 	for i in "${WATCHER[@]}"; do kill "$i" 2>/dev/null || true; done
 	if [ -n "${FOREGROUND:-}" ]; then kill "$FOREGROUND" 2>/dev/null || true; fi
+	for i in "${HELPERS[@]}"; do kill "$i" 2>/dev/null || true; done
 	for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
 		kill "${PIDS[i]}" 2>/dev/null && wait "${PIDS[i]}" 2>/dev/null || true
 	done
@@ -52,6 +55,14 @@ stop_servers() {
 }
 
 on_stop() { ON_STOP+=("$1"); }
+
+# Runs a helper (a load or a probe loop) in the background; a run that stops
+# early kills it rather than waiting for it to end by itself.
+in_background() { # in_background COMMAND...
+	"$@" &
+	BACKGROUND_PID=$!
+	HELPERS+=("$BACKGROUND_PID")
+}
 
 # The directory cargo puts release binaries in: honours CARGO_TARGET_DIR
 # (and any cargo configuration), as `cargo build` itself does.
