@@ -94,9 +94,9 @@ wait_long() { WAIT_SECONDS=60 wait_for "$@"; }
 SENTINELS=(sentinel1 sentinel2 sentinel3)
 GUARD="--min-replicas-to-write 1 --min-replicas-max-lag 10"
 start_member single --appendonly yes
-start_member primary --appendonly yes $GUARD
-start_member replica1 --appendonly yes $GUARD --replicaof 127.0.0.1 "${PORT[primary]}"
-for s in "${SENTINELS[@]}"; do start_sentinel "$s" "${PORT[primary]}"; done
+start_member redis1 --appendonly yes $GUARD
+start_member redis2 --appendonly yes $GUARD --replicaof 127.0.0.1 "${PORT[redis1]}"
+for s in "${SENTINELS[@]}"; do start_sentinel "$s" "${PORT[redis1]}"; done
 sentinel_list=
 for s in "${SENTINELS[@]}"; do sentinel_list+="${sentinel_list:+,}127.0.0.1:${PORT[$s]}"; done
 
@@ -116,7 +116,7 @@ sentinels_know() { # sentinels_know REPLICAS
 		[ "$(as_admin "${PORT[$s]}" SENTINEL SENTINELS "$MASTER" | grep -cx 'flags')" = 2 ] || return 1
 	done
 }
-wait_long "replica1 replicating" replicating replica1 "${PORT[primary]}"
+wait_long "redis2 replicating" replicating redis2 "${PORT[redis1]}"
 wait_long "the Sentinels knowing the replica" sentinels_know 1
 
 start_vote() { # start_vote NAME REDIS_PORT [REDIS_SENTINELS]: VOTE_PID, VOTE_PORT
@@ -137,10 +137,10 @@ for r in $(seq "$ROUNDS"); do
 			members=single
 			start_vote single "${PORT[single]}"
 		else
-			members="primary replica1"
-			start_vote WAIT "${PORT[primary]}" "$sentinel_list"
+			members="redis1 redis2"
+			start_vote WAIT "${PORT[redis1]}" "$sentinel_list"
 		fi
-		for m in $members; do as_admin "${PORT[$m]}" DEL votes >/dev/null; done
+		as_admin "${PORT[${members%% *}]}" DEL votes >/dev/null # on the primary
 		redis_pids=
 		for m in $members; do redis_pids+=" ${PID[$m]}"; done
 		measure "vote, $mode" "$VOTE_PID" "$VOTE_PORT" "$redis_pids"
@@ -156,11 +156,11 @@ print_rows
 # --- 2. Failover: a second replica, then the primary killed, FAILOVERS times.
 echo
 echo "== kill -9 of the primary (primary and two replicas), a vote POST every 0.05 s, $FAILOVERS times"
-start_member replica2 --appendonly yes $GUARD --replicaof 127.0.0.1 "${PORT[primary]}"
-wait_long "replica2 replicating" replicating replica2 "${PORT[primary]}"
+start_member redis3 --appendonly yes $GUARD --replicaof 127.0.0.1 "${PORT[redis1]}"
+wait_long "redis3 replicating" replicating redis3 "${PORT[redis1]}"
 wait_long "the Sentinels knowing both replicas" sentinels_know 2
-start_vote failover "${PORT[primary]}" "$sentinel_list"
-member_on() { local m; for m in primary replica1 replica2; do if [ "${PORT[$m]}" = "$1" ]; then echo "$m"; fi; done; }
+start_vote failover "${PORT[redis1]}" "$sentinel_list"
+member_on() { local m; for m in redis1 redis2 redis3; do if [ "${PORT[$m]}" = "$1" ]; then echo "$m"; fi; done; }
 
 # Posts a vote every 0.05 s until $TMP/stop exists (at most 120 s): one
 # line "<unix time sent> <unix time answered> <status>" per request in LOG.
@@ -222,11 +222,11 @@ for r in $(seq "$FAILOVERS"); do
 	voted+=("$(since "$t_kill" "$t_voted")")
 	start_member "$old"
 	new_port=$(named_primary)
-	for m in primary replica1 replica2; do
+	for m in redis1 redis2 redis3; do
 		[ "${PORT[$m]}" = "$new_port" ] || wait_long "$m a replica of the new primary" replicating "$m" "$new_port"
 	done
 	wait_long "the Sentinels knowing both replicas" sentinels_know 2
-	echo "round $r: killed $old; the Sentinels named $(member_on "$new_port") $(since "$t_kill" "$t_named") s after the kill; vote answered 200 again after $(since "$t_kill" "$t_voted") s (meanwhile: ${answers:-no other answers}); $old back as a replica $(since "$t_kill" "$(now)") s after the kill"
+	echo "round $r: killed $old (the primary); the Sentinels named $(member_on "$new_port") $(since "$t_kill" "$t_named") s after the kill; vote answered 200 again after $(since "$t_kill" "$t_voted") s (meanwhile: ${answers:-no other answers}); $old back as a replica $(since "$t_kill" "$(now)") s after the kill"
 done
 
 ratio() { awk -v a="$(median <<<"$1")" -v b="$(median <<<"$2")" 'BEGIN { printf "%.2f", a / b }'; }
