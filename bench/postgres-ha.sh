@@ -55,7 +55,9 @@ command -v patroni >/dev/null || missing+=(patroni)
 command -v etcd >/dev/null || missing+=(etcd-server)
 python3 -c 'import etcd' 2>/dev/null || missing+=(python3-etcd)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
-for tool in redis-server redis-cli curl; do command -v "$tool" >/dev/null || missing+=("$tool"); done
+command -v redis-server >/dev/null || missing+=(redis-server)
+command -v redis-cli >/dev/null || missing+=(redis-tools)
+command -v curl >/dev/null || missing+=(curl)
 install_packages "${missing[@]}"
 
 cargo build --release --quiet -p worker
