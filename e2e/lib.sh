@@ -143,6 +143,16 @@ for m in json.load(sys.stdin)["members"]:
     print(m["name"], m["role"], m["state"], m.get("timeline", "-"))'
 }
 now() { date +%s.%N; }
+# The worker's applied-ballots counter from its /metrics at URL $2, sampled
+# every 0.1 s into $1 as "<unix time> <count>" until killed (at most 3,000
+# samples): the write pause (below) is the longest time it stood still.
+sample_applied() {
+    for _ in $(seq 3000); do
+        printf '%s %s\n' "$(now)" "$(curl -fsS --max-time 1 "$2" 2>/dev/null |
+            awk '$1 == "worker_ballots_applied_total" { print $2 }')" >>"$1"
+        sleep 0.1
+    done
+}
 since() { python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.1f}')" "$@"; }
 # The longest stretch between $2 and $3 (unix times) in log $1 in which
 # the count did not grow, in seconds.
