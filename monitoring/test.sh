@@ -5,7 +5,8 @@
 #   monitoring/test.sh
 #
 # 1. prometheus.yml and alerts.yml are valid (promtool check), also as the
-#    HA overlay mounts it, with the Patroni members of prometheus-ha/.
+#    HA overlay mounts it, with the Patroni members, Redis members and
+#    Sentinels of prometheus-ha/.
 # 2. The alert unit tests pass (promtool test rules alerts.test.yml).
 # 3. The tests can fail: for each alert, a copy of alerts.yml in which it can
 #    never fire must fail one of its "fires" tests, and one in which it fires
@@ -48,11 +49,11 @@ cleanup() {
 trap cleanup EXIT
 
 echo "--- promtool check config / rules"
-# Its warning that prometheus/ha/*.yml does not exist is expected: only the
-# HA overlay mounts the Patroni members there.
+# Its warnings that prometheus/ha/*.yml do not exist are expected: only the
+# HA overlay mounts the Patroni and Redis targets there.
 promtool check config prometheus/prometheus.yml
 # As docker-compose.ha.yml mounts prometheus-ha/ over prometheus/ha/:
-# promtool then reads the Patroni members' file too.
+# promtool then reads the Patroni and Redis target files too.
 mkdir "$scratch/ha"
 cp prometheus/prometheus.yml prometheus/alerts.yml "$scratch/ha/"
 cp -r prometheus-ha "$scratch/ha/ha"
