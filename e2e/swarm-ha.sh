@@ -66,7 +66,7 @@ replicas_seen_by() {
 # Sentinels; they reach their quorum together.
 redis_whole() {
     local p s m info seen
-    p=$(redis_primary)
+    p=$(redis_primary || true)
     [[ -n $p ]] || return 1
     info=$(redis_at "$p" info replication)
     grep -q '^role:master' <<<"$info" || return 1
@@ -195,7 +195,7 @@ for m in "${SENTINELS[@]}"; do [[ $m == "sentinel$n" ]] || live_sentinels+=("$m"
 # the primary.
 redis_promoted() {
     local p
-    p=$(redis_primary)
+    p=$(redis_primary || true)
     [[ -n $p && $p != "$old_redis" && $(redis_at "$p" role | sed -n 1p) == master ]] && echo "$p"
 }
 # Polled every 0.2 s (each answer takes a docker exec or two on a node,
@@ -212,7 +212,7 @@ until [[ -n $new && -n $new_redis ]]; do
         if [[ -n $new ]]; then t_new=$(now) && echo "new Postgres leader $new $(since "$t_fault" "$t_new") s after the kill"; fi
     fi
     if [[ -z $new_redis ]]; then
-        new_redis=$(redis_promoted)
+        new_redis=$(redis_promoted || true)
         if [[ -n $new_redis ]]; then t_redis=$(now) && echo "new Redis primary $new_redis $(since "$t_fault" "$t_redis") s after the kill"; fi
     fi
 done

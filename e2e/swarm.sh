@@ -50,6 +50,8 @@ if [[ -n $HA ]]; then
     # A Redis member and a Sentinel on every node; no single redis.
     HA_IMAGES=(voting-patroni voting-etcd redis:7-bookworm)
     MANAGER_IMAGES=(haproxy:2.6-bookworm postgres:15-bookworm)
+    # No rolling update to a next commit in the HA checks.
+    NEXT_IMAGES=()
 fi
 # Bounds: patient enough for two busy cores, short enough that a hang fails.
 DAEMON_WITHIN=60
