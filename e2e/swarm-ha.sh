@@ -174,7 +174,9 @@ victim=$(node_of "$old")
 echo "Postgres leader $old and Redis primary $old_redis on $victim, which also runs: $(manager node ps -f desired-state=running --format '{{.Name}}' "$victim" |
     sed 's/\.[0-9]*$//' | sort | xargs)"
 ws_log=$ha_work/ws.log
-check websocket-log --for 240 >"$ws_log" &
+# The check tool itself in the background, not `check` (a function, so a
+# subshell whose killing would leave the tool running, holding the e2e lock).
+"$E2E" --vote-url "$VOTE_URL" --result-url "$RESULT_URL" websocket-log --for 240 >"$ws_log" &
 ws_pid=$!
 before=$(check tally)
 seed_start "${LOAD[@]}"
