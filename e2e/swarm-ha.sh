@@ -193,19 +193,20 @@ for m in "${REDIS_MEMBERS[@]}"; do [[ $m == "$old_redis" ]] || live_redis+=("$m"
 n=${old_redis#redis}
 live_sentinels=()
 for m in "${SENTINELS[@]}"; do [[ $m == "sentinel$n" ]] || live_sentinels+=("$m"); done
-# A member other than $old_redis named by a live Sentinel and saying it is
-# the primary.
+# A surviving member that says it is the primary: the promoted replica.
 redis_promoted() {
-    local p
-    p=$(redis_primary || true)
-    [[ -n $p && $p != "$old_redis" && $(redis_at "$p" role | sed -n 1p) == master ]] && echo "$p"
+    local m
+    for m in "${live_redis[@]}"; do
+        [[ $(redis_at "$m" role | sed -n 1p) == master ]] && echo "$m" && return 0
+    done
+    return 1
 }
 # Polled every 0.2 s (each answer takes a docker exec or two on a node,
 # about 0.3 s each): a member other than $old holds the leader key, and
 # one other than $old_redis is the Redis primary.
 deadline=$((SECONDS + FAILOVER_WITHIN + 15))
-new= new_redis=
-until [[ -n $new && -n $new_redis ]]; do
+new= new_redis= named=
+until [[ -n $new && -n $new_redis && -n $named ]]; do
     ((SECONDS < deadline)) ||
         fail "within $((FAILOVER_WITHIN + 15)) s of the kill: Postgres leader ${new:-none} ($(members | xargs)), Redis primary ${new_redis:-none}"
     sleep 0.2
@@ -215,11 +216,17 @@ until [[ -n $new && -n $new_redis ]]; do
     fi
     if [[ -z $new_redis ]]; then
         new_redis=$(redis_promoted || true)
-        if [[ -n $new_redis ]]; then t_redis=$(now) && echo "new Redis primary $new_redis $(since "$t_fault" "$t_redis") s after the kill"; fi
+        if [[ -n $new_redis ]]; then t_redis=$(now) && echo "Redis replica $new_redis promoted $(since "$t_fault" "$t_redis") s after the kill"; fi
+    fi
+    # What the services are told: sentinel1's answer (the first they ask).
+    if [[ -n $new_redis && -z $named ]] && [[ $(named_by sentinel1 || true) == "$new_redis" ]]; then
+        named=$new_redis t_named=$(now)
+        echo "sentinel1 names $named the primary $(since "$t_fault" "$t_named") s after the kill"
     fi
 done
 failover=$(since "$t_fault" "$t_new")
 redis_failover=$(since "$t_fault" "$t_redis")
+redis_named=$(since "$t_fault" "$t_named")
 seed_finish
 # The 503s (certainly not queued) and 504s (maybe) vote answered, and the
 # time from the first to the last failed or unknown answer.
@@ -234,7 +241,7 @@ ws_moved=$(moved_after "$ws_log" "$t_new")
 kill "$ws_pid" 2>/dev/null || true
 wait "$ws_pid" 2>/dev/null || true
 ws_pid=
-note "swarm: docker kill of $victim (Postgres primary $old, Redis primary $old_redis): new Postgres primary $new after $failover s, Redis primary $new_redis after $redis_failover s; write pause $pause s (tally); vote answered ${http503:-0} 503 and ${http504:-0} 504 (over ${failing:-0} s), $failed failed, $unknown unknown of ${LOAD[0]#--votes=} ballots (+ changes); websocket moved ${ws_moved:-never} s after the promotion; every ballot that got a 200 counted, each voter's last choice"
+note "swarm: docker kill of $victim (Postgres primary $old, Redis primary $old_redis): new Postgres primary $new after $failover s, Redis replica $new_redis promoted after $redis_failover s (named by the Sentinels after $redis_named s); write pause $pause s (tally); vote answered ${http503:-0} 503 and ${http504:-0} 504 (over ${failing:-0} s), $failed failed, $unknown unknown of ${LOAD[0]#--votes=} ballots (+ changes); websocket moved ${ws_moved:-never} s after the promotion; every ballot that got a 200 counted, each voter's last choice"
 python3 -c "import sys; sys.exit(float(sys.argv[1]) > float(sys.argv[2]))" "$failover" "$FAILOVER_WITHIN" ||
     fail "failover took $failover s (limit $FAILOVER_WITHIN s)"
 python3 -c "import sys; sys.exit(float(sys.argv[1]) > float(sys.argv[2]))" "$redis_failover" "$REDIS_FAILOVER_WITHIN" ||
