@@ -161,6 +161,9 @@ for image in "${NEXT_IMAGES[@]}"; do
     target=${image#voting-}
     docker build -q --build-arg "GIT_COMMIT=$NEXT_COMMIT" --target "${target%:next}" -t "$image" . >/dev/null
 done
+# The seed runs from the host's Docker: by the image's id, which another
+# build of this machine retagging voting-seed meanwhile cannot change.
+SEED_IMAGE=$(docker image inspect -f '{{.Id}}' voting-seed)
 if [[ -n $HA ]]; then
     docker build -q -t voting-patroni "${proxy_args[@]}" -f db/patroni/Dockerfile db >/dev/null
     docker build -q -t voting-etcd "${proxy_args[@]}" db/etcd >/dev/null
@@ -323,7 +326,7 @@ in_rotation 2 2
 # edge, verifying against the result service: in the background ($seed_run)
 # until seed_finish.
 seed_start() {
-    seed_run=$(docker run -d --name "$PREFIX-seed" --network "$PREFIX" voting-seed \
+    seed_run=$(docker run -d --name "$PREFIX-seed" --network "$PREFIX" "$SEED_IMAGE" \
         --verify="$RESULT_URL" --timeout="${SEED_TIMEOUT}s" "$@" "$VOTE_URL/")
 }
 # Waits until the tally has grown by $1 since $before: a load has begun.
