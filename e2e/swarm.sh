@@ -15,9 +15,10 @@
 # fail, and prints the time of each phase.
 #
 # SWARM_HA=1: the HA variant instead (docker-stack.yml with
-# docker-stack.ha.yml: Patroni and etcd, one member of each per node), and
-# after the deploy the checks of e2e/swarm-ha.sh (the node hosting the
-# primary killed under load) in place of the plain stack's.
+# docker-stack.ha.yml: Patroni and etcd, Redis members and Sentinels, one
+# of each per node), and after the deploy the checks of e2e/swarm-ha.sh
+# (the node hosting both primaries killed under load) in place of the
+# plain stack's.
 #
 # Builds voting-vote, -worker, -result and -seed from this checkout (all
 # cached after e2e/run.sh) and the base images that are missing. See
@@ -43,7 +44,15 @@ BASE_IMAGES=(haproxy:2.6-bookworm redis:7-bookworm postgres:15-bookworm)
 HA=${SWARM_HA:-}
 # The HA cluster's images (docker-compose.ha.yml builds the same), on every node.
 HA_IMAGES=()
-if [[ -n $HA ]]; then HA_IMAGES=(voting-patroni voting-etcd); fi
+# The base images only the manager runs (the edge, db, redis).
+MANAGER_IMAGES=("${BASE_IMAGES[@]}")
+if [[ -n $HA ]]; then
+    # A Redis member and a Sentinel on every node; no single redis.
+    HA_IMAGES=(voting-patroni voting-etcd redis:7-bookworm)
+    MANAGER_IMAGES=(haproxy:2.6-bookworm postgres:15-bookworm)
+    # No rolling update to a next commit in the HA checks.
+    NEXT_IMAGES=()
+fi
 # Bounds: patient enough for two busy cores, short enough that a hang fails.
 DAEMON_WITHIN=60
 CONVERGE_WITHIN=240
@@ -88,7 +97,8 @@ cleanup() {
         manager service ls 2>&1 || true
         manager stack ps --no-trunc "$STACK" 2>&1 | head -40 || true
         local service
-        for service in edge vote result worker migrate redis db ${HA:+db1 db2 db3 etcd1 etcd2 etcd3}; do
+        for service in edge vote result worker migrate redis db \
+            ${HA:+db1 db2 db3 etcd1 etcd2 etcd3 redis1 redis2 redis3 sentinel1 sentinel2 sentinel3}; do
             echo "--- last log lines of $service"
             manager service logs --tail 15 --no-task-ids "${STACK}_$service" 2>&1 | tail -15 || true
         done
@@ -151,6 +161,9 @@ for image in "${NEXT_IMAGES[@]}"; do
     target=${image#voting-}
     docker build -q --build-arg "GIT_COMMIT=$NEXT_COMMIT" --target "${target%:next}" -t "$image" . >/dev/null
 done
+# The seed runs from the host's Docker: by the image's id, which another
+# build of this machine retagging voting-seed meanwhile cannot change.
+SEED_IMAGE=$(docker image inspect -f '{{.Id}}' voting-seed)
 if [[ -n $HA ]]; then
     docker build -q -t voting-patroni "${proxy_args[@]}" -f db/patroni/Dockerfile db >/dev/null
     docker build -q -t voting-etcd "${proxy_args[@]}" db/etcd >/dev/null
@@ -197,13 +210,13 @@ done
 ready_nodes() { [[ $(manager node ls --format '{{.Status}}' | grep -c Ready) == "${#NODES[@]}" ]]; }
 wait_for 60 "all three nodes Ready" ready_nodes
 # Postgres, Redis and the edge (and so the published ports) on the manager;
-# vote, result and worker anywhere. HA: one Postgres and one etcd member on
-# each node instead (voting.member=1 on the manager).
+# vote, result and worker anywhere. HA: one Postgres, etcd and Redis member
+# and one Sentinel on each node instead (voting.member=1 on the manager).
 if [[ -n $HA ]]; then
     for i in "${!NODES[@]}"; do
         manager node update --label-add "voting.member=$((i + 1))" "${NODES[$i]}" >/dev/null
     done
-    manager node update --label-add voting.redis=true --label-add voting.edge=true "$MANAGER" >/dev/null
+    manager node update --label-add voting.edge=true "$MANAGER" >/dev/null
 else
     manager node update --label-add voting.db=true --label-add voting.redis=true \
         --label-add voting.edge=true "$MANAGER" >/dev/null
@@ -214,11 +227,11 @@ phase "images to the nodes (docker save | docker load)"
 images_tar=$(mktemp /var/tmp/$PREFIX-images.XXXXXX)
 base_tar=$(mktemp /var/tmp/$PREFIX-base.XXXXXX)
 docker save -o "$images_tar" "${APP_IMAGES[@]}" "${NEXT_IMAGES[@]}" "${HA_IMAGES[@]}"
-docker save -o "$base_tar" "${BASE_IMAGES[@]}"
+docker save -o "$base_tar" "${MANAGER_IMAGES[@]}"
 for node in "${NODES[@]}"; do
     on "$node" load -q <"$images_tar" >/dev/null
 done
-# Only the manager runs db, redis and the edge (node labels).
+# Only the manager runs db, redis and the edge (node labels; HA: the edge).
 manager load -q <"$base_tar" >/dev/null
 echo "$(du -h "$images_tar" | cut -f1) to each node, $(du -h "$base_tar" | cut -f1) more to the manager"
 rm -f "$images_tar" "$base_tar"
@@ -228,9 +241,11 @@ phase "deploy: the secrets, docker stack deploy, every task healthy"
 # role (db/postgres-roles.sh), each random, as an operator makes them.
 SECRETS=(postgres_password postgres_owner_password postgres_worker_password
     postgres_result_password postgres_exporter_password)
-# HA: Patroni's own users (docker-stack.ha.yml).
+# HA: Patroni's own users, and Redis's replica and sentinel users
+# (docker-stack.ha.yml).
 if [[ -n $HA ]]; then
-    SECRETS+=(patroni_replication_password patroni_rewind_password patroni_restapi_password)
+    SECRETS+=(patroni_replication_password patroni_rewind_password patroni_restapi_password
+        redis_replica_password redis_sentinel_password)
 fi
 passwords=()
 for secret in "${SECRETS[@]}"; do
@@ -251,7 +266,7 @@ done
 stack_files=(-c docker-stack.yml)
 if [[ -n $HA ]]; then stack_files+=(-c docker-stack.ha.yml); fi
 deploy() {
-    docker exec -w /src -e EDGE_RATE_LIMIT=1000000000 -e "DB_REPLICAS=${HA:+0}" "$MANAGER" \
+    docker exec -w /src -e EDGE_RATE_LIMIT=1000000000 -e "DB_REPLICAS=${HA:+0}" -e "REDIS_REPLICAS=${HA:+0}" "$MANAGER" \
         docker stack deploy --resolve-image never \
         "${stack_files[@]}" "$STACK"
 }
@@ -311,7 +326,7 @@ in_rotation 2 2
 # edge, verifying against the result service: in the background ($seed_run)
 # until seed_finish.
 seed_start() {
-    seed_run=$(docker run -d --name "$PREFIX-seed" --network "$PREFIX" voting-seed \
+    seed_run=$(docker run -d --name "$PREFIX-seed" --network "$PREFIX" "$SEED_IMAGE" \
         --verify="$RESULT_URL" --timeout="${SEED_TIMEOUT}s" "$@" "$VOTE_URL/")
 }
 # Waits until the tally has grown by $1 since $before: a load has begun.
@@ -334,7 +349,7 @@ seed_finish() {
     seed_out=$(docker logs "$seed_run" 2>&1)
     docker rm -f "$seed_run" >/dev/null
     seed_run=
-    printf '%s\n' "$seed_out" | grep -E '^(requests|failures|unknown|votes|throughput|latency|consistent|seed:)' || true
+    printf '%s\n' "$seed_out" | grep -E '^(requests|failures|unknown|failing|votes|throughput|latency|consistent|seed:)' || true
     local requests
     requests=$(printf '%s\n' "$seed_out" | sed -n 's/^requests *//p')
     failed=$(grep -oE '[0-9]+ failed' <<<"$requests" | cut -d' ' -f1 || true)

@@ -54,6 +54,10 @@ pub struct Sent {
     pub unknown_to: Vec<u64>,
     /// Microseconds from sending a ballot to the end of its accepted response.
     pub latency: Histogram<u64>,
+    /// When the first and the last request that failed or had an unknown
+    /// outcome ended, from the start of the run: how long the target
+    /// answered so (a failover's 503s and 504s).
+    pub failing: Option<(Duration, Duration)>,
     pub wall: Duration,
 }
 
@@ -72,8 +76,17 @@ impl Sent {
             unknown_from: vec![0; options],
             unknown_to: vec![0; options],
             latency: Histogram::new_with_bounds(1, SLOWEST_MICROS, 3).expect("valid bounds"),
+            failing: None,
             wall: Duration::ZERO,
         }
+    }
+
+    /// A request that failed or had an unknown outcome ended `at`.
+    fn failing_at(&mut self, at: Duration) {
+        self.failing = Some(match self.failing {
+            None => (at, at),
+            Some((first, last)) => (first.min(at), last.max(at)),
+        });
     }
 
     fn merge(&mut self, other: Sent) {
@@ -100,6 +113,10 @@ impl Sent {
         self.latency
             .add(other.latency)
             .expect("histograms share bounds");
+        if let Some((first, last)) = other.failing {
+            self.failing_at(first);
+            self.failing_at(last);
+        }
     }
 
     /// Requests certainly not counted.
@@ -130,6 +147,7 @@ pub async fn cast(
     let started = Instant::now();
     let options = config.split.0.len();
     let run = Arc::new(Run {
+        started,
         client,
         url: config.url.clone(),
         plan,
@@ -154,6 +172,7 @@ pub async fn cast(
 }
 
 struct Run {
+    started: Instant,
     client: Client,
     url: Url,
     plan: Plan,
@@ -286,12 +305,14 @@ impl Run {
     /// A request certainly not counted.
     fn fail(&self, sent: &mut Sent, kind: &str, error: Option<&reqwest::Error>) {
         *sent.failures.entry(kind.to_string()).or_default() += 1;
+        sent.failing_at(self.started.elapsed());
         self.warn_once(kind, error);
     }
 
     /// A request that may or may not have been counted.
     fn unsure(&self, sent: &mut Sent, kind: &str, error: Option<&reqwest::Error>) {
         *sent.unknown.entry(kind.to_string()).or_default() += 1;
+        sent.failing_at(self.started.elapsed());
         self.warn_once(kind, error);
     }
 
@@ -422,7 +443,7 @@ pub(crate) mod tests {
     #[test]
     fn merging_adds_everything_up() {
         let mut total = Sent::new(2);
-        for _ in 0..3 {
+        for i in 0..3 {
             let mut part = Sent::new(2);
             part.requests = 5;
             part.succeeded = 3;
@@ -434,6 +455,7 @@ pub(crate) mod tests {
             part.unknown_from = vec![0, 1];
             part.unknown_to = vec![1, 0];
             part.latency.record(1_000).unwrap();
+            part.failing = Some((Duration::from_secs(5 - i), Duration::from_secs(6 + i)));
             total.merge(part);
         }
         assert_eq!(
@@ -451,6 +473,11 @@ pub(crate) mod tests {
             (&vec![3, 0], &vec![0, 3], &vec![3, 0])
         );
         assert_eq!(total.latency.len(), 3);
+        // From the earliest first failure to the latest last one.
+        assert_eq!(
+            total.failing,
+            Some((Duration::from_secs(3), Duration::from_secs(8)))
+        );
         assert_eq!(total.gains().collect::<Vec<_>>(), [("a", 6), ("b", 3)]);
     }
 

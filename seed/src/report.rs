@@ -106,6 +106,15 @@ impl fmt::Display for Summary {
                 self.unknown_kinds()
             )?;
         }
+        if let Some((first, last)) = sent.failing {
+            writeln!(
+                f,
+                "failing      from {} to {} after the start ({})",
+                seconds_text(first),
+                seconds_text(last),
+                seconds_text(last - first)
+            )?;
+        }
         writeln!(
             f,
             "voters       {} ({} voted again for another option)",
@@ -247,6 +256,7 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("votes        a 2, b 1"), "{text}");
+        assert!(!text.contains("failing"), "{text}");
         assert!(text.contains("latency      p50 1.00 ms"), "{text}");
         assert!(
             text.contains("consistent   after 0.042 s: a 2, b 1 (total 3)"),
@@ -281,6 +291,7 @@ mod tests {
         s.sent.unknown_first = vec![0, 1];
         s.sent.unknown_from = vec![1, 0];
         s.sent.unknown_to = vec![0, 1];
+        s.sent.failing = Some((Duration::from_millis(1_200), Duration::from_millis(3_450)));
         s
     }
 
@@ -314,6 +325,10 @@ mod tests {
         assert!(text.contains("failures     HTTP 503: 1\n"), "{text}");
         assert!(
             text.contains("unknown      HTTP 504: 2 (sent, not confirmed"),
+            "{text}"
+        );
+        assert!(
+            text.contains("failing      from 1.200 s to 3.450 s after the start (2.250 s)\n"),
             "{text}"
         );
         assert!(
