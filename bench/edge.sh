@@ -16,6 +16,8 @@
 # built here if missing). Its own compose project, published on random host
 # ports, taken down with its volumes at the end, whatever happens.
 set -euo pipefail
+# median
+. "$(dirname "$0")/servers.sh"
 cd "$(dirname "$0")/.."
 
 VOTES=${VOTES:-20000}
@@ -82,7 +84,6 @@ for round in $(seq "$ROUNDS"); do
 	measure edge http://edge:5000/
 done
 
-median() { tr ' ' '\n' | grep . | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 printf '\n%s vote replica(s) behind the edge, %s cores, %s votes per run, concurrency %s, %s rounds\n' \
 	"$REPLICAS" "$(nproc)" "$VOTES" "$CONCURRENCY" "$ROUNDS"
 printf '| %-34s | %-9s | %-12s | %-44s |\n' target "votes/s" "p99 (ms)" "every round: votes/s / p99 ms"

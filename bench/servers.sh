@@ -5,10 +5,13 @@
 #   init_servers NAME   # TMP=/tmp/bench-NAME.XXXXXX; stop everything on exit
 #   start_redis         # REDIS_PORT, REDIS_URL
 #   start_postgres      # PG_BIN, PG_PORT, DATABASE_URL (database "postgres")
+#   on_stop FUNCTION    # also run at exit, after the services are stopped
+#   in_background COMMAND...   # BACKGROUND_PID; not watched, killed at exit
 #   start_service NAME LOG COMMAND...   # STARTED_PID; watched, stopped on exit
 #   stop_service PID    # SIGTERM, wait, return its exit status
 #   in_foreground COMMAND...   # a long command the watch can interrupt
 #   BIN=$(release_dir)  # where `cargo build --release` put the binaries
+#   median <<<"3 1 2"   # the median of numbers separated by spaces or lines
 #
 # A service started with start_service (Redis and Postgres included) is
 # watched: if it exits before the script stops it, the script stops at once
@@ -17,6 +20,8 @@
 # script decides what its own processes see.
 
 PIDS=()
+ON_STOP=()
+HELPERS=()
 declare -A SERVICE_NAME SERVICE_LOG WATCHER
 
 # Creates $TMP and the traps that clean it up, whatever way the script ends.
@@ -37,14 +42,26 @@ stop_servers() {
 	trap '' USR1
 	for i in "${WATCHER[@]}"; do kill "$i" 2>/dev/null || true; done
 	if [ -n "${FOREGROUND:-}" ]; then kill "$FOREGROUND" 2>/dev/null || true; fi
+	for i in "${HELPERS[@]}"; do kill "$i" 2>/dev/null || true; done
 	for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
 		kill "${PIDS[i]}" 2>/dev/null && wait "${PIDS[i]}" 2>/dev/null || true
 	done
-	if [ -n "${PG_BIN:-}" ]; then
+	for i in "${ON_STOP[@]}"; do "$i" || true; done
+	if [ -d "$TMP/pg" ]; then
 		as_postgres "$PG_BIN/pg_ctl" -D "$TMP/pg" -m immediate stop >/dev/null 2>&1 || true
 	fi
 	wait 2>/dev/null || true
 	rm -rf "$TMP"
+}
+
+on_stop() { ON_STOP+=("$1"); }
+
+# Runs a helper (a load or a probe loop) in the background; a run that stops
+# early kills it rather than waiting for it to end by itself.
+in_background() { # in_background COMMAND...
+	"$@" &
+	BACKGROUND_PID=$!
+	HELPERS+=("$BACKGROUND_PID")
 }
 
 # The directory cargo puts release binaries in: honours CARGO_TARGET_DIR
@@ -132,20 +149,24 @@ in_foreground() { # in_foreground COMMAND...
 	return "$status"
 }
 
+# The median of the numbers on stdin (separated by spaces or newlines).
+median() { tr ' ' '\n' | grep . | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
 # A loopback port nothing is bound to (the kernel picks it).
 free_port() {
 	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 
-# Runs a check every 0.1 s until it succeeds, for at most 10 s.
-wait_for() { # wait_for WHAT COMMAND...
-	local what=$1
+# Runs a check every 0.1 s until it succeeds, for at most WAIT_SECONDS
+# (default 10) s.
+wait_for() { # [WAIT_SECONDS=N] wait_for WHAT COMMAND...
+	local what=$1 seconds=${WAIT_SECONDS:-10}
 	shift
-	for _ in $(seq 100); do
+	for _ in $(seq $((seconds * 10))); do
 		"$@" >/dev/null 2>&1 && return 0
 		sleep 0.1
 	done
-	echo "bench: $what did not start" >&2
+	echo "bench: $what: not within $seconds s" >&2
 	exit 1
 }
 
@@ -166,10 +187,15 @@ as_postgres() {
 	if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
 }
 
+# PG_BIN: the newest installed Postgres's binaries.
+find_postgres() {
+	PG_BIN=$(dirname "$(readlink -f "$(ls -d /usr/lib/postgresql/*/bin/initdb | sort -V | tail -1)")")
+}
+
 # The newest installed Postgres, with its normal durable settings (fsync and
 # synchronous_commit on), so the numbers are those of a real deployment.
 start_postgres() {
-	PG_BIN=$(dirname "$(readlink -f "$(ls -d /usr/lib/postgresql/*/bin/initdb | sort -V | tail -1)")")
+	find_postgres
 	PG_PORT=$(free_port)
 	DATABASE_URL=postgres://postgres@127.0.0.1:$PG_PORT/postgres
 	mkdir -p "$TMP/pg"

@@ -129,7 +129,7 @@ redis_under_load() {
     sample_answers "$answers_log" &
     background+=("$!")
     answers_pid=$!
-    sample_applied "$applied_log" &
+    sample_applied "$applied_log" "http://$(address "${id[worker]}" back-tier):5002/metrics" &
     background+=("$!")
     applied_pid=$!
     seed_in_background 3000 "${LOAD[@]}"

@@ -176,13 +176,6 @@ writable() {
     echo "${answer:--}"
 }
 
-# The worker's applied-ballots counter, sampled every 0.2 s into $1 as
-# "<unix time> <count>" until killed: the write pause is the longest time
-# it stood still while ballots were queued.
-sample_applied() {
-    sample_metrics "http://$(address "${id[worker]}" back-tier):5002/metrics" "$1" worker_ballots_applied_total
-}
-
 phase "the cluster: one leader, a synchronous standby, the services' roles"
 wait_cluster
 members | sed 's/^/  /'
@@ -211,7 +204,7 @@ under_load() {
     old=$(leader)
     [[ -n $old ]] || fail "no leader before the $fault"
     : >"$applied_log"
-    sample_applied "$applied_log" &
+    sample_applied "$applied_log" "http://$(address "${id[worker]}" back-tier):5002/metrics" &
     sampler_pid=$!
     background+=("$sampler_pid")
     # The tool itself in the background, not a function's subshell: killing

@@ -143,6 +143,10 @@ for m in json.load(sys.stdin)["members"]:
     print(m["name"], m["role"], m["state"], m.get("timeline", "-"))'
 }
 now() { date +%s.%N; }
+# The worker's applied-ballots counter from its /metrics at URL $2, sampled
+# every 0.1 s into $1 as "<unix time> <count>" until killed (at most 3,000
+# samples): the write pause (below) is the longest time it stood still.
+sample_applied() { sample_metrics "$2" "$1" worker_ballots_applied_total; }
 since() { python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.1f}')" "$@"; }
 # The longest stretch between $2 and $3 (unix times) in log $1 in which
 # the count (column $4 of "<time> <count> ...", 1 unless given) did not
@@ -166,18 +170,18 @@ for t, n in rows:
 print(f"{longest:.1f}")
 PY
 }
-# Samples the Prometheus text at URL $1 every 0.2 s into $2 as "<unix
+# Samples the Prometheus text at URL $1 every 0.1 s into $2 as "<unix
 # time> <value> ...", a value for each series named after them (as the text
-# spells them; 0 while absent), until killed.
+# spells them; 0 while absent), until killed (or 3,000 samples).
 sample_metrics() {
     local url=$1 log=$2
     shift 2
-    while :; do
+    for _ in $(seq 3000); do
         printf '%s%s\n' "$(now)" "$(curl -fsS --max-time 1 "$url" 2>/dev/null | awk -v want="$*" '
             BEGIN { n = split(want, series, " ") }
             { value[$1] = $2 }
             END { for (i = 1; i <= n; i++) printf " %s", (series[i] in value) ? value[series[i]] : 0 }')" >>"$log"
-        sleep 0.2
+        sleep 0.1
     done
 }
 # From a sample_metrics log $1: how much its column $2 (1: the first

@@ -346,17 +346,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 "GET {url} answered {}",
                 response.status()
             );
-            let json: serde_json::Value = response.json().await.context(url.clone())?;
-            let expected = serde_json::json!({
-                "service": service,
-                "version": env!("CARGO_PKG_VERSION"),
-                "commit": commit,
-            });
-            ensure!(
-                json == expected,
-                "GET {url} answered {json}, not {expected}"
+            let text = response.text().await.context(url.clone())?;
+            // The exact text: the keys in alphabetical order.
+            let expected = format!(
+                r#"{{"commit":"{commit}","service":"{service}","version":"{}"}}"#,
+                env!("CARGO_PKG_VERSION")
             );
-            println!("{url}: {json}");
+            ensure!(
+                text == expected,
+                "GET {url} answered {text}, not {expected}"
+            );
+            println!("{url}: {text}");
         }
         Check::Shares {
             stats,

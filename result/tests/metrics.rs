@@ -4,6 +4,7 @@
 
 mod support;
 
+use kit::version::{COMMIT, VERSION};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -57,12 +58,15 @@ async fn metrics_follow_the_tally_and_the_websocket_clients() {
     assert_eq!(sample(&start, "result_websocket_clients"), Some(0.0));
     let build = format!(
         "result_build_info{{version=\"{}\",commit=\"{}\"}}",
-        kit::version::VERSION,
-        kit::version::COMMIT
+        VERSION, COMMIT
     );
     assert_eq!(sample(&start, &build), Some(1.0), "{start}");
     let version = get_text(port, "/version").await;
-    assert_eq!(version, kit::version::json("result"));
+    // Keys in alphabetical order.
+    assert_eq!(
+        version,
+        format!(r#"{{"commit":"{COMMIT}","service":"result","version":"{VERSION}"}}"#)
+    );
     assert!(sample(&start, "process_resident_memory_bytes").is_some_and(|v| v > 0.0));
     let pushes = sample(&start, "result_tally_pushes_total").unwrap();
 

@@ -2,6 +2,7 @@
 //! and requests are timed by route and status class. Its own process, so
 //! no other test's service shares its counters.
 
+use kit::version::{COMMIT, VERSION};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -99,15 +100,17 @@ async fn every_outcome_is_counted_apart() {
     }
     let build = format!(
         "vote_build_info{{version=\"{}\",commit=\"{}\"}}",
-        kit::version::VERSION,
-        kit::version::COMMIT
+        VERSION, COMMIT
     );
     assert_eq!(sample(&before, &build), Some(1.0), "{before}");
-    // The same build at /version, on vote's own port.
+    // The same build at /version, on vote's own port, keys in alphabetical order.
     let version = vote.http.get(format!("{}/version", vote.base));
     let version = version.send().await.unwrap();
     assert_eq!(version.headers()["content-type"], "application/json");
-    assert_eq!(version.text().await.unwrap(), kit::version::json("vote"));
+    assert_eq!(
+        version.text().await.unwrap(),
+        format!(r#"{{"commit":"{COMMIT}","service":"vote","version":"{VERSION}"}}"#)
+    );
     assert!(sample(&before, "process_resident_memory_bytes").is_some_and(|v| v > 0.0));
 
     assert_eq!(vote.post("vote=a").await, 200);

@@ -59,7 +59,8 @@ pub struct Config {
           value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub batch_size: u32,
     /// Seconds one write to Postgres (a batch's upsert and commit, with the
-    /// connect before it) may take before the worker drops the connection
+    /// connect before it), a connect, or the read of the latest ballot
+    /// stored may take before the worker drops the connection
     /// and retries on a new one, as in an outage: a primary cut off the
     /// network never answers and never closes the connection.
     #[arg(long, env = "WRITE_TIMEOUT", default_value_t = 10,
@@ -280,13 +281,13 @@ impl Worker {
     /// Connects and migrates before the first ballot; false if shut down first.
     async fn prepare_store(&mut self, shutdown: &CancellationToken) -> bool {
         loop {
-            match self.store.connect().await {
+            match self.store.open().await {
                 Ok(()) => {
                     self.postgres_health.up();
                     return true;
                 }
-                Err(e) => {
-                    if !self.postgres_down(&e, shutdown).await {
+                Err(failure) => {
+                    if !self.postgres_failed(&failure, shutdown).await {
                         return false;
                     }
                 }
@@ -411,7 +412,7 @@ impl Worker {
     async fn start_order(&mut self, shutdown: &CancellationToken) -> bool {
         let place = match self.store.latest_place().await {
             Ok(place) => place,
-            Err(e) => return self.postgres_down(&e, shutdown).await,
+            Err(failure) => return self.postgres_failed(&failure, shutdown).await,
         };
         match self.queue.start_order(place).await {
             Ok(()) => {
@@ -453,17 +454,23 @@ impl Worker {
                     debug!(error = %db_error::explain(&e), "write conflict; retrying");
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
-                Err(Failure::Outage(e)) => {
-                    if !self.postgres_down(&e, shutdown).await {
+                Err(failure) => {
+                    if !self.postgres_failed(&failure, shutdown).await {
                         return None;
                     }
                 }
-                Err(Failure::Stalled(bound)) => {
-                    let why = format!("no answer within {} s", bound.as_secs());
-                    if !self.postgres_health.wait(&why, shutdown).await {
-                        return None;
-                    }
-                }
+            }
+        }
+    }
+
+    /// Waits out an outage or a stall of Postgres; false if stopped first
+    /// (or the failure needs a person: a setting that cannot work).
+    async fn postgres_failed(&mut self, failure: &Failure, shutdown: &CancellationToken) -> bool {
+        match failure {
+            Failure::Conflict(e) | Failure::Outage(e) => self.postgres_down(e, shutdown).await,
+            Failure::Stalled(bound) => {
+                let why = format!("no answer within {} s", bound.as_secs());
+                self.postgres_health.wait(&why, shutdown).await
             }
         }
     }

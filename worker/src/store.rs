@@ -81,8 +81,16 @@ impl Store {
         }
     }
 
-    /// Connects, migrates and prepares the upsert, unless already connected.
-    pub async fn connect(&mut self) -> Result<(), tokio_postgres::Error> {
+    /// Connects, migrates and prepares the upsert, unless already
+    /// connected; bounded as a write is (the upsert's preparing waits for
+    /// any lock on `votes`, and a cut-off host never answers).
+    pub async fn open(&mut self) -> Result<(), Failure> {
+        let bound = self.write_timeout;
+        let opened = tokio::time::timeout(bound, self.connect()).await;
+        self.settle(opened)?.map_err(classify)
+    }
+
+    async fn connect(&mut self) -> Result<(), tokio_postgres::Error> {
         if self.connected.as_ref().is_some_and(|(c, _)| !c.is_closed()) {
             return Ok(());
         }
@@ -126,27 +134,26 @@ impl Store {
 
     /// The place of the latest ballot stored: (cast_at, queue_seq), or
     /// (0, 0) with none. Reads the whole table, so only for starting the
-    /// order on a new or emptied Redis.
-    pub async fn latest_place(&mut self) -> Result<(i64, i64), tokio_postgres::Error> {
-        self.connect().await?;
-        let (client, _) = self.connected.as_ref().expect("connected above");
-        let row = client
-            .query_opt(
-                "SELECT cast_at, queue_seq FROM votes \
-                 ORDER BY cast_at DESC, queue_seq DESC LIMIT 1",
-                &[],
-            )
-            .await;
-        let row = self.forget_on_outage(row)?;
+    /// order on a new or emptied Redis. Bounded as a write is (below).
+    pub async fn latest_place(&mut self) -> Result<(i64, i64), Failure> {
+        let bound = self.write_timeout;
+        let read = async {
+            self.connect().await?;
+            let (client, _) = self.connected.as_ref().expect("connected above");
+            client
+                .query_opt(
+                    "SELECT cast_at, queue_seq FROM votes \
+                     ORDER BY cast_at DESC, queue_seq DESC LIMIT 1",
+                    &[],
+                )
+                .await
+        };
+        let read = tokio::time::timeout(bound, read).await;
+        let row = self.settle(read)?.map_err(classify)?;
         Ok(row.map_or((0, 0), |r| (r.get(0), r.get(1))))
     }
 
-    /// One upsert, bounded by the write timeout. Over a cut network a
-    /// COMMIT's reply never comes and nothing closes the connection, so
-    /// unbounded the worker would wait for TCP to give up (minutes) while
-    /// another host has been promoted. On expiry the connection is
-    /// dropped; the batch stays taken and its replay on the next
-    /// connection is a no-op for whatever did commit (see UPSERT).
+    /// One upsert, bounded by the write timeout.
     async fn upsert(
         &mut self,
         votes: &Votes,
@@ -163,11 +170,26 @@ impl Store {
             ];
             client.execute(upsert, &columns).await
         };
-        match tokio::time::timeout(bound, write).await {
-            Ok(written) => Ok(self.forget_on_outage(written).map(drop)),
+        let write = tokio::time::timeout(bound, write).await;
+        Ok(self.settle(write)?.map(drop))
+    }
+
+    /// What came of work on the connection bounded by the write timeout
+    /// (the upsert, the read of the latest place). Over a cut network a
+    /// reply never comes and nothing closes the connection, so unbounded
+    /// the worker would wait for TCP to give up (minutes) while another
+    /// host has been promoted. On expiry the connection is dropped; a batch
+    /// stays taken and its replay on the next connection is a no-op for
+    /// whatever did commit (see UPSERT).
+    fn settle<T>(
+        &mut self,
+        bounded: Result<Result<T, tokio_postgres::Error>, tokio::time::error::Elapsed>,
+    ) -> Result<Result<T, tokio_postgres::Error>, Failure> {
+        match bounded {
+            Ok(done) => Ok(self.forget_on_outage(done)),
             Err(_) => {
                 self.connected = None;
-                Err(Failure::Stalled(bound))
+                Err(Failure::Stalled(self.write_timeout))
             }
         }
     }

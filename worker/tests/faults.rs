@@ -53,13 +53,7 @@ async fn a_multi_host_url_finds_the_primary_listed_after_its_standby() {
     let (primary, standby) = Postgres::start_replicated();
     let db_url = Postgres::read_write_url(&[&standby, &primary]);
     let redis_url = Redis::shared().fresh_db_url();
-    let migrate = Command::new(env!("CARGO_BIN_EXE_worker"))
-        .arg("migrate")
-        .env("DATABASE_URL", &db_url)
-        .env("RUST_LOG", "error")
-        .status()
-        .unwrap();
-    assert!(migrate.success(), "worker migrate: {migrate}");
+    migrate(&db_url);
     let mut redis = redis(&redis_url).await;
     let cast = ballots(2_000, 700);
     enqueue(&mut redis, &json(&cast)).await;
@@ -121,23 +115,7 @@ async fn a_write_that_never_answers_is_dropped_after_the_write_timeout_and_repla
         .unwrap();
     let cast: Vec<_> = first.into_iter().chain(ballots(2_000, 300)).collect();
     enqueue(&mut redis, &json(&cast[100..])).await;
-    // Asked on a connection of its own: inside the blocker's transaction
-    // pg_stat_activity would stay as first read.
-    let observer = postgres(&db_url).await;
-    let waiting = "SELECT count(*) FROM pg_stat_activity \
-                   WHERE datname = current_database() AND wait_event_type = 'Lock'";
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let sessions: i64 = observer.query_one(waiting, &[]).await.unwrap().get(0);
-        if sessions >= 2 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the worker never gave up on its stalled write"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_given_up_on_a_stalled_session(&db_url).await;
     let (left, taken) = queued(&mut redis).await;
     assert!(
         left > 0 || !taken.is_empty(),
@@ -151,6 +129,75 @@ async fn a_write_that_never_answers_is_dropped_after_the_write_timeout_and_repla
     let db = postgres(&db_url).await;
     assert_stored(&db, &last_ballots(&cast)).await;
     assert_tallies_exact(&db).await;
+}
+
+/// `votes` never answering (another session holds it locked) when the
+/// worker starts, then again when Redis is emptied under it: its connect
+/// (preparing the upsert waits for the lock) and its read of the latest
+/// ballot stored (to start the queue's order again) are bounded as a write
+/// is. It gives up on each, tries again on a new connection, and counts
+/// everything once the table answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_or_restart_of_the_order_that_never_answers_is_given_up_and_retried() {
+    let (redis_url, db_url) = fresh();
+    migrate(&db_url);
+    let mut redis = redis(&redis_url).await;
+    let first = ballots(500, 200);
+    enqueue(&mut redis, &json(&first)).await;
+    let blocker = postgres(&db_url).await;
+    blocker
+        .batch_execute("BEGIN; LOCK TABLE votes IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let worker = InProcess::start(&redis_url, &db_url, &["--write-timeout", "1"]);
+    wait_given_up_on_a_stalled_session(&db_url).await;
+    blocker.batch_execute("ROLLBACK").await.unwrap();
+    wait_drained(&mut redis, DRAIN).await;
+
+    // As after a Redis failover to an empty member: the order is gone, and
+    // the worker must read where Postgres stands before taking more.
+    blocker
+        .batch_execute("BEGIN; LOCK TABLE votes IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let _: () = redis::cmd("DEL")
+        .arg(ballot::queue::ORDER)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let cast: Vec<_> = first.into_iter().chain(ballots(500, 300)).collect();
+    enqueue(&mut redis, &json(&cast[500..])).await;
+    wait_given_up_on_a_stalled_session(&db_url).await;
+    blocker.batch_execute("ROLLBACK").await.unwrap();
+
+    wait_drained(&mut redis, DRAIN).await;
+    worker.stop().await;
+    assert_eq!(dead_letters(&mut redis).await, Vec::<String>::new());
+    let db = postgres(&db_url).await;
+    assert_stored(&db, &last_ballots(&cast)).await;
+    assert_tallies_exact(&db).await;
+}
+
+/// Waits until two of the worker's sessions wait on a lock: it gave up on
+/// the first after its write timeout and tried again on a new connection.
+async fn wait_given_up_on_a_stalled_session(db_url: &str) {
+    // Asked on a connection of its own: inside the blocker's transaction
+    // pg_stat_activity would stay as first read.
+    let observer = postgres(db_url).await;
+    let waiting = "SELECT count(*) FROM pg_stat_activity \
+                   WHERE datname = current_database() AND wait_event_type = 'Lock'";
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let sessions: i64 = observer.query_one(waiting, &[]).await.unwrap().get(0);
+        if sessions >= 2 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the worker never gave up on its stalled session"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Once a worker is well into 30,000 queued ballots, `server` is stopped for

@@ -4,6 +4,7 @@
 
 mod support;
 
+use kit::version::{COMMIT, VERSION};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -116,12 +117,15 @@ async fn metrics_follow_the_ballots() {
     assert_eq!(sample(&before, "worker_ballots_dead_total"), Some(0.0));
     let build = format!(
         "worker_build_info{{version=\"{}\",commit=\"{}\"}}",
-        kit::version::VERSION,
-        kit::version::COMMIT
+        VERSION, COMMIT
     );
     assert_eq!(sample(&before, &build), Some(1.0), "{before}");
     let version = wait_for(port, "/version", 200).await;
-    assert_eq!(version, kit::version::json("worker"));
+    // Keys in alphabetical order.
+    assert_eq!(
+        version,
+        format!(r#"{{"commit":"{COMMIT}","service":"worker","version":"{VERSION}"}}"#)
+    );
     for process_metric in ["process_resident_memory_bytes", "process_open_fds"] {
         assert!(
             sample(&before, process_metric).is_some_and(|v| v > 0.0),
@@ -216,8 +220,8 @@ fn log_format_json_makes_every_line_a_json_object() {
     assert!(lines.len() >= 2, "{stderr}");
     // The first says which build started (kit::telemetry::init_service).
     let first = &lines[0]["fields"];
-    assert_eq!(first["version"], kit::version::VERSION, "{stderr}");
-    assert_eq!(first["commit"], kit::version::COMMIT, "{stderr}");
+    assert_eq!(first["version"], VERSION, "{stderr}");
+    assert_eq!(first["commit"], COMMIT, "{stderr}");
     assert_eq!(first["message"], "worker starting", "{stderr}");
     let last = lines.last().unwrap();
     assert_eq!(last["level"], "ERROR", "{last}");

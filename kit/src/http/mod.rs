@@ -188,7 +188,7 @@ async fn metrics() -> Response {
     ([(CONTENT_TYPE, kind)], text).into_response()
 }
 
-/// Which build this is: `{"service","version","commit"}` (see
+/// Which build this is: `{"commit","service","version"}` (see
 /// [`crate::version`]). On the service's own port only, like the probes:
 /// the edge does not pass it on, since a version tells an attacker which
 /// known bugs to try.

@@ -24,6 +24,17 @@ pub fn fresh() -> (String, String) {
     )
 }
 
+/// `worker migrate` on `db_url`, which must succeed.
+pub fn migrate(db_url: &str) {
+    let status = Command::new(env!("CARGO_BIN_EXE_worker"))
+        .arg("migrate")
+        .env("DATABASE_URL", db_url)
+        .env("RUST_LOG", "error")
+        .status()
+        .unwrap();
+    assert!(status.success(), "worker migrate: {status}");
+}
+
 pub async fn redis(url: &str) -> MultiplexedConnection {
     test_servers::redis_connection(url).await
 }
