@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
-# The HA variant (docker-compose.ha.yml: Postgres under Patroni, etcd) under
-# seed load: the primary killed with SIGKILL, then the primary cut off from
-# the network. Prints failover time, write pause and failed/unknown counts
-# for each; fails if a new primary takes more than 15 s, if any ballot
-# answered 200 is not counted exactly (seed --verify), if the old primary
-# does not come back as a replica, if the results websocket does not move
-# within 20 s of the promotion, or if a primary cut off from the others
-# acknowledges a write.
+# The HA variant (docker-compose.ha.yml: Postgres under Patroni, etcd;
+# Redis with replicas and Sentinels) under seed load: the Postgres primary
+# killed with SIGKILL, then cut off from the network; then the same two
+# faults for the Redis primary. Prints failover time, write pause and
+# failed/unknown counts for each (for Redis: vote's 503 and 504 answers and
+# when it gave them); fails if a new Postgres primary takes more than 15 s
+# or a Redis one more than 10 s, if any ballot answered 200 is not counted
+# exactly (seed --verify), if an old primary does not come back as a
+# replica, if the results websocket does not move within 20 s of a Postgres
+# promotion, if a Postgres primary cut off from the others acknowledges a
+# write, or if vote answers 200 through a Redis primary cut off from the
+# others.
+# HA_PHASES=postgres or HA_PHASES=redis runs the faults of one only (the
+# whole stack still starts); CI runs all (the default).
 # Reuses the images e2e/run.sh built (builds what is missing). Run it under
 # the e2e lock: flock /tmp/e2e.lock e2e/ha.sh. Always takes the stack down,
 # volumes included, at the end.
@@ -24,10 +30,18 @@ REJOIN_WITHIN=90
 # The load: ballots at a rate, a share of voters voting again.
 LOAD=(--votes=24000 --rate=1200 --concurrency=64 --split=1:1 --changes=0.1)
 MEMBERS=(db1 db2 db3)
+REDIS_MEMBERS=(redis1 redis2 redis3)
+SENTINELS=(sentinel1 sentinel2 sentinel3)
+# The issue's bound for a Redis replica to be promoted.
+REDIS_FAILOVER_WITHIN=10
+# How long the cut-off Redis primary stays cut off after the promotion.
+REDIS_CUT_AFTER_PROMOTION=5
+HA_PHASES=${HA_PHASES:-all}
 
 E2E_NAME=ha
 # shellcheck source=e2e/lib.sh
 source e2e/lib.sh
+[[ $HA_PHASES =~ ^(all|postgres|redis)$ ]] || fail "HA_PHASES must be all, postgres or redis, not '$HA_PHASES'"
 
 phase "engine and images"
 ensure_dockerd
@@ -38,18 +52,22 @@ command -v python3 >/dev/null || fail "python3 needed"
 
 seed_run=
 background=()
+# The Redis partition's own network (a vote replica's way to the cut-off
+# primary): removed at the end whatever happened.
+side_network=${COMPOSE_PROJECT_NAME}_redis-side
 work=$(mktemp -d)
 cleanup() {
     status=$?
     end_phase
     if ((status != 0)); then
         echo "--- last log lines of the cluster and the worker"
-        compose logs --no-color --tail=30 db1 db2 db3 worker result 2>&1 || true
+        compose logs --no-color --tail=30 db1 db2 db3 redis1 redis2 redis3 sentinel1 sentinel2 sentinel3 vote worker result 2>&1 || true
     fi
     printf '\n=== ha: down -v\n'
     for pid in "${background[@]}"; do kill "$pid" 2>/dev/null || true; done
     if [[ -n $seed_run ]]; then docker rm -f "$seed_run" >/dev/null 2>&1 || true; fi
     compose down -v --remove-orphans >/dev/null 2>&1 || true
+    docker network rm "$side_network" >/dev/null 2>&1 || true
     rm -rf "$work"
     print_timings
     if ((status == 0)); then echo "ha: all checks passed"; else echo "ha: FAILED"; fi
@@ -61,16 +79,20 @@ e2e/offline-images.sh
 build_check_tool
 compose build
 
-phase "up: 3 etcd, 3 Patroni members, the services on the cluster"
+phase "up: 3 etcd, 3 Patroni members, 3 Redis members, 3 Sentinels, the services"
 compose down -v --remove-orphans >/dev/null 2>&1 || true
-compose up -d edge vote result worker migrate redis db db1 db2 db3 etcd1 etcd2 etcd3
-wait_healthy etcd1 etcd2 etcd3 db1 db2 db3 db redis vote result worker edge
+compose up -d edge vote result worker migrate redis db db1 db2 db3 etcd1 etcd2 etcd3 \
+    redis1 redis2 redis3 sentinel1 sentinel2 sentinel3
+wait_healthy etcd1 etcd2 etcd3 db1 db2 db3 db redis1 redis2 redis3 sentinel1 sentinel2 sentinel3 \
+    redis vote result worker edge
 STATS=http://$(address "$(container edge)" back-tier):8404
 # The members' and the worker's containers, looked up once: compose ps
 # takes about a second, too slow for the loops below. (The ids stay through
 # kill, start, disconnect and connect.)
 declare -A id
-for service in "${MEMBERS[@]}" worker; do id[$service]=$(container "$service"); done
+for service in "${MEMBERS[@]}" "${REDIS_MEMBERS[@]}" "${SENTINELS[@]}" vote worker; do
+    id[$service]=$(container "$service")
+done
 
 # --- The cluster as Patroni sees it, from the host over the back tier.
 # GET a Patroni REST path ($2) of member $1 (no answer: empty).
@@ -301,12 +323,18 @@ reconnect() {
     echo "$m reconnected"
 }
 
-phase "kill -9 of the primary under load"
-under_load kill
+if [[ $HA_PHASES != redis ]]; then
+    phase "kill -9 of the primary under load"
+    under_load kill
 
-phase "the primary cut off from the others under load"
-wait_cluster
-under_load partition
+    phase "the primary cut off from the others under load"
+    wait_cluster
+    under_load partition
+fi
+
+if [[ $HA_PHASES != postgres ]]; then
+    source e2e/ha-redis.sh
+fi
 
 end_phase
 printf '\n=== ha: summary\n'

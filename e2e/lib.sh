@@ -146,25 +146,21 @@ now() { date +%s.%N; }
 # The worker's applied-ballots counter from its /metrics at URL $2, sampled
 # every 0.1 s into $1 as "<unix time> <count>" until killed (at most 3,000
 # samples): the write pause (below) is the longest time it stood still.
-sample_applied() {
-    for _ in $(seq 3000); do
-        printf '%s %s\n' "$(now)" "$(curl -fsS --max-time 1 "$2" 2>/dev/null |
-            awk '$1 == "worker_ballots_applied_total" { print $2 }')" >>"$1"
-        sleep 0.1
-    done
-}
+sample_applied() { sample_metrics "$2" "$1" worker_ballots_applied_total; }
 since() { python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.1f}')" "$@"; }
 # The longest stretch between $2 and $3 (unix times) in log $1 in which
-# the count did not grow, in seconds.
+# the count (column $4 of "<time> <count> ...", 1 unless given) did not
+# grow, in seconds.
 write_pause() {
     python3 - "$@" <<'PY'
 import sys
 path, start, end = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
+column = int(sys.argv[4]) if len(sys.argv) > 4 else 1
 rows = []
 for line in open(path):
     parts = line.split()
-    if len(parts) == 2:
-        rows.append((float(parts[0]), float(parts[1])))
+    if len(parts) > column:
+        rows.append((float(parts[0]), float(parts[column])))
 longest, last_t, last_n = 0.0, None, None
 for t, n in rows:
     if last_n is None or n > last_n:
@@ -172,6 +168,45 @@ for t, n in rows:
             longest = max(longest, t - last_t)
         last_t, last_n = t, n
 print(f"{longest:.1f}")
+PY
+}
+# Samples the Prometheus text at URL $1 every 0.1 s into $2 as "<unix
+# time> <value> ...", a value for each series named after them (as the text
+# spells them; 0 while absent), until killed (or 3,000 samples).
+sample_metrics() {
+    local url=$1 log=$2
+    shift 2
+    for _ in $(seq 3000); do
+        printf '%s%s\n' "$(now)" "$(curl -fsS --max-time 1 "$url" 2>/dev/null | awk -v want="$*" '
+            BEGIN { n = split(want, series, " ") }
+            { value[$1] = $2 }
+            END { for (i = 1; i <= n; i++) printf " %s", (series[i] in value) ? value[series[i]] : 0 }')" >>"$log"
+        sleep 0.1
+    done
+}
+# From a sample_metrics log $1: how much its column $2 (1: the first
+# series) grew after $3 (unix time), and when it first and last grew, in
+# seconds after $3: "N FIRST LAST" (FIRST and LAST "-" if it never grew).
+growth_after() {
+    python3 - "$@" <<'PY'
+import sys
+path, column, at = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+base, grew, first, last, prev = None, 0.0, None, None, None
+for line in open(path):
+    parts = line.split()
+    if len(parts) <= column:
+        continue
+    t, n = float(parts[0]), float(parts[column])
+    if t <= at or base is None:
+        base = n
+    else:
+        grew = n - base
+        if prev is not None and n > prev:
+            first = t - at if first is None else first
+            last = t - at
+    prev = n
+show = lambda s: "-" if s is None else f"{s:.1f}"
+print(f"{grew:.0f} {show(first)} {show(last)}")
 PY
 }
 # From websocket log $1 ("<unix ms> <total>"): seconds from $2 (unix time)

@@ -74,6 +74,29 @@ async fn list(member: &Redis, key: &str) -> Vec<String> {
         .unwrap()
 }
 
+/// The ids of vote's connections to `member` (CLIENT LIST), once only the
+/// newest is left: a dropped connection closes once its last request ends.
+async fn vote_connections(member: &Redis) -> Vec<u64> {
+    let mut redis = redis_connection(&member.url()).await;
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let clients: String = redis::cmd("CLIENT")
+            .arg("LIST")
+            .query_async(&mut redis)
+            .await
+            .unwrap();
+        let ids: Vec<u64> = clients
+            .lines()
+            .filter(|line| line.split(' ').any(|field| field == "user=vote"))
+            .filter_map(|line| line.strip_prefix("id=")?.split(' ').next()?.parse().ok())
+            .collect();
+        if ids.len() <= 1 || Instant::now() > deadline {
+            return ids;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// `status` answers, polled until one is `expected` (bounded).
 async fn vote_until(port: u16, voter: &str, option: &str, expected: u16) {
     let deadline = Instant::now() + PATIENCE;
@@ -178,7 +201,17 @@ async fn without_a_replica_in_reach_a_vote_is_refused_and_nothing_queued() {
     vote_until(port, "refused", "a", 503).await;
     let queued = list(&ha.members()[0], VOTES).await;
     for i in 0..5 {
+        let before = vote_connections(&ha.members()[0]).await;
         assert_eq!(vote(port, &format!("refused-{i}"), "b").await, 503);
+        // A refusal for want of replicas drops the connection, so the next
+        // ballot asks the Sentinels again: a primary cut off from the
+        // others, which they replaced, would otherwise keep refusing every
+        // ballot of a vote replica that can still reach it.
+        let after = vote_connections(&ha.members()[0]).await;
+        assert!(
+            after.iter().all(|id| !before.contains(id)),
+            "vote kept its connection after NOREPLICAS: {before:?} then {after:?}"
+        );
     }
     assert_eq!(
         list(&ha.members()[0], VOTES).await,

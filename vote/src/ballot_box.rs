@@ -175,9 +175,11 @@ impl BallotBox {
         match timeout_at(deadline, send(link)).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(e)) if is_error_reply(&e) => {
-                // A primary demoted to a replica (READONLY): the next call
-                // asks the Sentinels again.
-                if e.code() == Some("READONLY") {
+                // A primary demoted to a replica (READONLY), or one cut off
+                // from its replicas (NOREPLICAS), which the Sentinels may
+                // have replaced meanwhile while this vote replica can still
+                // reach it: the next call asks the Sentinels again.
+                if matches!(e.code(), Some("READONLY" | "NOREPLICAS")) {
                     self.redis.reset(id);
                 }
                 Err(Failure::Refused(e))
