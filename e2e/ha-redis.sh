@@ -103,14 +103,22 @@ cut_off_redis() {
     docker network create "$side_network" >/dev/null
     docker network connect --alias "$m" "$side_network" "${id[$m]}"
     docker network connect "$side_network" "${id[vote]}"
-    redis_cut_networks=$(docker inspect -f '{{range $name, $net := .NetworkSettings.Networks}}{{$name}} {{end}}' "${id[$m]}")
-    redis_cut_networks=${redis_cut_networks/$side_network/}
-    for net in $redis_cut_networks; do docker network disconnect "$net" "${id[$m]}"; done
+    # "network:address" for each: on redis-tier the member must come back at
+    # its fixed address, the one the others have in /etc/hosts.
+    redis_cut_networks=$(docker inspect -f '{{range $name, $net := .NetworkSettings.Networks}}{{$name}}:{{$net.IPAddress}} {{end}}' "${id[$m]}")
+    redis_cut_networks=$(tr ' ' '\n' <<<"$redis_cut_networks" | grep -v "^$side_network:" | tr '\n' ' ')
+    for net in $redis_cut_networks; do docker network disconnect "${net%%:*}" "${id[$m]}"; done
     echo "primary $m cut off from $redis_cut_networks; vote still reaches it on $side_network"
 }
 heal_redis() {
     local m=$1 net
-    for net in $redis_cut_networks; do docker network connect --alias "$m" "$net" "${id[$m]}"; done
+    local fixed
+    for net in $redis_cut_networks; do
+        # Docker takes an address only on a network with a subnet of its own.
+        fixed=()
+        [[ ${net%%:*} == *_redis-tier ]] && fixed=(--ip "${net#*:}")
+        docker network connect --alias "$m" "${fixed[@]}" "${net%%:*}" "${id[$m]}"
+    done
     docker network disconnect "$side_network" "${id[vote]}"
     docker network disconnect "$side_network" "${id[$m]}"
     docker network rm "$side_network" >/dev/null
