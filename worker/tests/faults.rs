@@ -123,12 +123,7 @@ async fn a_write_that_never_answers_is_dropped_after_the_write_timeout_and_repla
     );
     blocker.batch_execute("ROLLBACK").await.unwrap();
 
-    wait_drained(&mut redis, DRAIN).await;
-    worker.stop().await;
-    assert_eq!(dead_letters(&mut redis).await, Vec::<String>::new());
-    let db = postgres(&db_url).await;
-    assert_stored(&db, &last_ballots(&cast)).await;
-    assert_tallies_exact(&db).await;
+    drained_and_counted_exactly(&mut redis, worker, &db_url, &cast).await;
 }
 
 /// `votes` never answering (another session holds it locked) when the
@@ -170,11 +165,23 @@ async fn a_start_or_restart_of_the_order_that_never_answers_is_given_up_and_retr
     wait_given_up_on_a_stalled_session(&db_url).await;
     blocker.batch_execute("ROLLBACK").await.unwrap();
 
-    wait_drained(&mut redis, DRAIN).await;
+    drained_and_counted_exactly(&mut redis, worker, &db_url, &cast).await;
+}
+
+/// Waits until the queue is drained, stops the worker, and checks that
+/// nothing was dead-lettered and every voter's latest ballot is stored, the
+/// tallies matching.
+async fn drained_and_counted_exactly(
+    redis: &mut redis::aio::MultiplexedConnection,
+    worker: InProcess,
+    db_url: &str,
+    cast: &[ballot::Ballot],
+) {
+    wait_drained(redis, DRAIN).await;
     worker.stop().await;
-    assert_eq!(dead_letters(&mut redis).await, Vec::<String>::new());
-    let db = postgres(&db_url).await;
-    assert_stored(&db, &last_ballots(&cast)).await;
+    assert_eq!(dead_letters(redis).await, Vec::<String>::new());
+    let db = postgres(db_url).await;
+    assert_stored(&db, &last_ballots(cast)).await;
     assert_tallies_exact(&db).await;
 }
 
