@@ -14,8 +14,10 @@
 #   REDIS_ACL_TEMPLATE  the users (default: users.acl beside this script)
 #   REDIS_SECRETS_DIR   where redis_<user>_password files are (/run/secrets)
 #   REDIS_ACLFILE       the ACL file to write (/data/users.acl)
-# A secret file may also be redis_exporter's password file, a JSON object of
-# one entry {"redis://redis:6379": "<password>"}: its value is the password.
+# A secret file may also be redis_exporter's password file, a JSON object
+# {"redis://redis:6379": "<password>", ...} with an entry for each server the
+# exporter scrapes (the HA variant's members and Sentinels too): every entry
+# must hold the same password, which is the user's.
 #
 # High availability (README, "Redis with Sentinel"). With the secret
 # redis_replica_password, every member logs in to the primary it copies as
@@ -54,7 +56,7 @@ fail() {
 }
 
 # The password in a secret file: its text without trailing newlines (as the
-# services read it, kit's *_PASSWORD_FILE), or the value of its JSON entry.
+# services read it, kit's *_PASSWORD_FILE), or the value of its JSON entries.
 password_in() {
     text=$(cat "$1") || fail "cannot read $1"
     cr=$(printf '\r')
@@ -67,7 +69,18 @@ password_in() {
         esac
     done
     case $text in
-        '{'*) text=$(printf '%s' "$text" | sed -n 's/^[[:space:]]*{[[:space:]]*"[^"]*"[[:space:]]*:[[:space:]]*"\([^"\\]*\)"[[:space:]]*}[[:space:]]*$/\1/p') ;;
+        '{'*)
+            # One line; then it must be {"<address>": "<password>", ...}.
+            text=$(printf '%s' "$text" | tr '\n\r\t' '   ')
+            entry='[[:space:]]*"[^"]*"[[:space:]]*:[[:space:]]*"[^"\\]*"[[:space:]]*'
+            printf '%s' "$text" | grep -q "^[[:space:]]*{$entry\(,$entry\)*}[[:space:]]*\$" ||
+                fail "$1 is not a JSON object of passwords: {\"redis://<host>:<port>\": \"<password>\", ...}"
+            text=$(printf '%s' "$text" | grep -o '"[^"]*"[[:space:]]*:[[:space:]]*"[^"\\]*"' |
+                sed 's/^"[^"]*"[[:space:]]*:[[:space:]]*"\(.*\)"$/\1/' | sort -u)
+            case $text in
+                *"$nl"*) fail "$1: its entries hold different passwords (one user, one password)" ;;
+            esac
+            ;;
     esac
     [ -n "$text" ] || fail "$1 holds no password"
     printf '%s' "$text"
